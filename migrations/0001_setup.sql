@@ -1,0 +1,37 @@
+-- Shared helpers used by the table migrations that follow.
+--
+-- Conventions for every migration in this folder:
+--   * lower-case SQL, one statement per purpose, a comment saying why each constraint and
+--     index exists;
+--   * every constraint is *named*, because the application turns violations of named
+--     constraints into client errors (`ResultExt::on_constraint` in src/error.rs);
+--   * an applied migration is never edited: sqlx checksums them, so a change is a new file.
+
+-- Keeps `updated_at` honest without trusting writers to remember it.
+--
+-- `now()` is the transaction's start time. Two updates of one row in quick succession could
+-- therefore see the same value (or a smaller one after a clock step), and optimistic
+-- concurrency control compares `updated_at` to detect lost updates. Taking the greater of
+-- now() and the old value plus one microsecond makes `updated_at` strictly increase on every
+-- update of a row, whatever the clock does.
+create or replace function set_updated_at() returns trigger
+language plpgsql as
+$$
+begin
+    new.updated_at := greatest(now(), old.updated_at + interval '1 microsecond');
+    return new;
+end;
+$$;
+
+-- Attaches `set_updated_at` to a table, so each table migration is a single line.
+create or replace function manage_updated_at(_table regclass) returns void
+language plpgsql as
+$$
+begin
+    execute format(
+        'create trigger set_updated_at before update on %s
+         for each row when (old is distinct from new) execute function set_updated_at()',
+        _table
+    );
+end;
+$$;

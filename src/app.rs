@@ -1,0 +1,121 @@
+//! Start-up and shutdown: everything `taskql serve` does, packaged so that tests start the
+//! very same server (on port 0, against their own database).
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::Verifier,
+    config::Config,
+    db,
+    graphql::{self, apq::MemoryStore, pipeline::Executor},
+    http::{self, AppState, Shared, rate_limit::RateLimit},
+};
+
+/// A migrated, bound, ready-to-run server.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    pool: PgPool,
+}
+
+impl App {
+    /// Creates the database if needed, applies migrations, prepares token verification and
+    /// binds the listener. Fails with a message an operator can act on.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        db::ensure_database(&config.database.connect_options).await?;
+        let pool = db::connect(&config.database, config.http.request_timeout);
+        db::migrate(&pool).await?;
+
+        let verifier = Verifier::from_config(&config.auth)
+            .await
+            .context("could not set up token verification")?;
+        if verifier.development_secret().is_some() {
+            tracing::warn!(
+                "DEVELOPMENT MODE: tokens are checked against a local secret file, not Better \
+                 Auth. Set AUTH_JWKS_URL (or AUTH_JWT_SECRET) before exposing this server."
+            );
+        }
+        let schema = graphql::build_schema(pool.clone(), &config.graphql);
+        let executor = Executor::new(
+            schema,
+            config.graphql.clone(),
+            Arc::new(MemoryStore::new(config.graphql.apq_cache_size)),
+        );
+        let listener = TcpListener::bind(config.http.addr)
+            .await
+            .with_context(|| format!("could not listen on {}", config.http.addr))?;
+        let state = AppState::new(Shared {
+            rate_limit: RateLimit::new(&config.rate_limit),
+            config,
+            pool: pool.clone(),
+            executor,
+            verifier,
+        });
+        Ok(Self {
+            listener,
+            router: http::router(state),
+            pool,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight
+    /// requests finish (each is bounded by the request timeout), and closes the pool.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "listening");
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutdown signal received; finishing in-flight requests");
+            })
+            .await
+            .context("the HTTP server failed")?;
+        self.pool.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "could not listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

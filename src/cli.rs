@@ -1,0 +1,44 @@
+//! The command line: `taskql [serve | migrate | schema | token]`.
+
+use clap::{Parser, Subcommand};
+
+/// taskql: a GraphQL API for a multi-user task application, on PostgreSQL.
+///
+/// Configuration comes from environment variables (and a .env file in the working
+/// directory); see the README for the full list.
+#[derive(Debug, Parser)]
+#[command(name = "taskql", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the GraphQL server (the default): create the database if missing, apply
+    /// migrations, then serve HTTP on HOST:PORT until SIGINT or SIGTERM.
+    Serve,
+    /// Create the database if missing, apply pending migrations, and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) to stdout; `schema.graphql` is this output.
+    Schema,
+    /// Print a signed token for development mode (or secret mode), for the playground or curl.
+    ///
+    /// In development mode (no AUTH_* variable set) the token is signed with the local
+    /// development secret; with AUTH_JWT_SECRET set, with that secret. Better Auth issues the
+    /// tokens in JWKS mode, so this command refuses it.
+    Token {
+        /// The user id (the token's `sub`).
+        #[arg(long)]
+        sub: String,
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+        /// The user's display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// How long the token is valid, e.g. 15m, 3600s.
+        #[arg(long, default_value = "60m", value_parser = crate::config::parse_duration)]
+        ttl: std::time::Duration,
+    },
+}

@@ -1,0 +1,533 @@
+//! Every setting taskql reads, its environment variable, default and validation, in one place.
+//!
+//! Settings come from the process environment (and a `.env` file that `main` loads first).
+//! Parsing never panics: a bad value becomes a [`ConfigError`] that names the variable and
+//! says what is wrong, in one line, without echoing secrets. Nothing else in the crate reads
+//! the environment, so this file is the complete list (the README's table mirrors it).
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
+
+use axum::http::HeaderValue;
+use sqlx::postgres::PgConnectOptions;
+
+/// The default database, chosen so `cargo run` works against a local PostgreSQL with no setup.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/taskql";
+
+/// The whole configuration of a taskql process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub graphql: GraphQLConfig,
+    pub rate_limit: RateLimitConfig,
+    pub auth: AuthConfig,
+    pub log_format: LogFormat,
+}
+
+/// How to reach PostgreSQL and how many connections to keep.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Parsed from `DATABASE_URL`; `PgConnectOptions`'s `Debug` never prints the password.
+    pub connect_options: PgConnectOptions,
+    /// `DATABASE_POOL_SIZE`: the most connections this process opens.
+    pub pool_size: u32,
+    /// `DATABASE_ACQUIRE_TIMEOUT`: how long a request waits for a free connection.
+    pub acquire_timeout: Duration,
+}
+
+/// The HTTP listener and the limits applied to every request.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `HOST` and `PORT`.
+    pub addr: SocketAddr,
+    /// `REQUEST_TIMEOUT`: the most a request may take, database work included.
+    pub request_timeout: Duration,
+    /// `MAX_BODY_BYTES`: the largest request body accepted.
+    pub max_body_bytes: usize,
+    /// `CORS_ALLOWED_ORIGINS`: browser origins allowed to call the API with credentials.
+    pub cors_allowed_origins: Vec<HeaderValue>,
+}
+
+/// Limits and switches of the GraphQL layer (see the README section "GraphQL over HTTP").
+#[derive(Debug, Clone)]
+pub struct GraphQLConfig {
+    /// `GRAPHQL_MAX_DEPTH`: the deepest selection nesting accepted.
+    pub max_depth: usize,
+    /// `GRAPHQL_MAX_COMPLEXITY`: the most a document may cost; list fields multiply by their page size.
+    pub max_complexity: usize,
+    /// `GRAPHQL_MAX_ALIASES`: the most aliases in one document.
+    pub max_aliases: usize,
+    /// `GRAPHQL_MAX_DOCUMENT_BYTES`: the longest query text accepted.
+    pub max_document_bytes: usize,
+    /// `GRAPHQL_MAX_BATCH`: the most operations in one JSON batch.
+    pub max_batch: usize,
+    /// `GRAPHQL_INTROSPECTION`: whether `__schema` and `__type` may be queried.
+    pub introspection: bool,
+    /// `GRAPHQL_INTROSPECTION_WITHOUT_TOKEN`: whether introspection works for anonymous callers.
+    pub introspection_without_token: bool,
+    /// `GRAPHQL_APQ_CACHE_SIZE`: how many automatic persisted queries are remembered.
+    pub apq_cache_size: usize,
+}
+
+/// The per-caller request budget.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// `RATE_LIMIT_PER_MINUTE`: sustained requests per minute for one caller; 0 turns limiting off.
+    pub per_minute: u32,
+    /// `RATE_LIMIT_BURST`: how many requests a caller may send at once before the rate applies.
+    pub burst: u32,
+}
+
+/// Where tokens are verified against.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// `AUTH_ISSUER`: the required `iss` claim, when set.
+    pub issuer: Option<String>,
+    /// `AUTH_AUDIENCE`: the required `aud` claim (one of them, when the token has several).
+    pub audience: Option<String>,
+    /// `AUTH_CLOCK_SKEW`: leeway for `exp`, `nbf` and `iat`.
+    pub clock_skew: Duration,
+    /// `AUTH_JWKS_REFRESH`: how often the JWKS is fetched again in the background.
+    pub jwks_refresh: Duration,
+    /// `AUTH_JWKS_MIN_REFETCH`: the least time between two fetches caused by unknown `kid`s.
+    pub jwks_min_refetch: Duration,
+}
+
+/// The three ways taskql can verify tokens.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// `AUTH_JWKS_URL`: asymmetric tokens checked against a JWKS (Better Auth's `jwt` plugin).
+    Jwks { url: String },
+    /// `AUTH_JWT_SECRET`: HS256 tokens signed with a shared secret.
+    Secret { secret: Secret },
+    /// Neither set, on a loopback address: HS256 with a secret kept in a local file.
+    Development { secret_file: PathBuf },
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, coloured: for a terminal.
+    Pretty,
+    /// One JSON object per line: for log collectors.
+    Json,
+}
+
+/// A value that must never be printed: `Debug` shows a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// A setting that could not be used. `Display` is the one line `main` prints before exiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.var, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests can supply variables without
+    /// touching the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+
+        let database_url = env.string("DATABASE_URL", DEFAULT_DATABASE_URL);
+        let connect_options = parse_database_url(&database_url)?;
+        let database = DatabaseConfig {
+            connect_options,
+            pool_size: env.number("DATABASE_POOL_SIZE", 10, 1..=1000)?,
+            acquire_timeout: env.duration("DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
+        };
+
+        let host = env.parsed("HOST", IpAddr::V4(Ipv4Addr::LOCALHOST), |raw| {
+            IpAddr::from_str(raw)
+                .map_err(|_| "expected an IP address such as 127.0.0.1 or 0.0.0.0".to_owned())
+        })?;
+        let port: u16 = env.number("PORT", 8080, 0..=65535)?;
+        let http = HttpConfig {
+            addr: SocketAddr::new(host, port),
+            request_timeout: env.duration("REQUEST_TIMEOUT", Duration::from_secs(10))?,
+            max_body_bytes: env.number("MAX_BODY_BYTES", 256 * 1024, 1024..=64 * 1024 * 1024)?,
+            cors_allowed_origins: env.parsed("CORS_ALLOWED_ORIGINS", Vec::new(), parse_origins)?,
+        };
+
+        let graphql = GraphQLConfig {
+            max_depth: env.number("GRAPHQL_MAX_DEPTH", 15, 1..=1000)?,
+            max_complexity: env.number("GRAPHQL_MAX_COMPLEXITY", 10_000, 1..=10_000_000)?,
+            max_aliases: env.number("GRAPHQL_MAX_ALIASES", 30, 0..=10_000)?,
+            max_document_bytes: env.number(
+                "GRAPHQL_MAX_DOCUMENT_BYTES",
+                32 * 1024,
+                64..=16 * 1024 * 1024,
+            )?,
+            max_batch: env.number("GRAPHQL_MAX_BATCH", 10, 1..=1000)?,
+            introspection: env.boolean("GRAPHQL_INTROSPECTION", true)?,
+            introspection_without_token: env
+                .boolean("GRAPHQL_INTROSPECTION_WITHOUT_TOKEN", true)?,
+            apq_cache_size: env.number("GRAPHQL_APQ_CACHE_SIZE", 1000, 0..=1_000_000)?,
+        };
+
+        let rate_limit = RateLimitConfig {
+            per_minute: env.number("RATE_LIMIT_PER_MINUTE", 600, 0..=1_000_000)?,
+            burst: env.number("RATE_LIMIT_BURST", 60, 1..=1_000_000)?,
+        };
+
+        let auth = parse_auth(&env, host)?;
+
+        let log_format = env.parsed("LOG_FORMAT", LogFormat::detect(), |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "pretty" => Ok(LogFormat::Pretty),
+                "json" => Ok(LogFormat::Json),
+                "auto" => Ok(LogFormat::detect()),
+                _ => Err("expected one of auto, pretty, json".to_owned()),
+            }
+        })?;
+
+        Ok(Self {
+            database,
+            http,
+            graphql,
+            rate_limit,
+            auth,
+            log_format,
+        })
+    }
+}
+
+impl LogFormat {
+    /// Pretty for a person at a terminal, JSON for everything else (containers, CI, files).
+    fn detect() -> Self {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() {
+            Self::Pretty
+        } else {
+            Self::Json
+        }
+    }
+}
+
+fn parse_auth(env: &Env<'_>, host: IpAddr) -> Result<AuthConfig, ConfigError> {
+    let jwks_url = env.optional("AUTH_JWKS_URL");
+    let secret = env.optional("AUTH_JWT_SECRET");
+    let mode = match (jwks_url, secret) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError {
+                var: "AUTH_JWKS_URL",
+                problem: "AUTH_JWKS_URL and AUTH_JWT_SECRET are both set; choose one way to \
+                          verify tokens"
+                    .to_owned(),
+            });
+        }
+        (Some(url), None) => {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError {
+                    var: "AUTH_JWKS_URL",
+                    problem:
+                        "expected an http(s) URL such as https://app.example.com/api/auth/jwks"
+                            .to_owned(),
+                });
+            }
+            AuthMode::Jwks { url }
+        }
+        (None, Some(secret)) => {
+            // RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+            if secret.len() < 32 {
+                return Err(ConfigError {
+                    var: "AUTH_JWT_SECRET",
+                    problem: format!(
+                        "is {} bytes long; HS256 needs at least 32 bytes",
+                        secret.len()
+                    ),
+                });
+            }
+            AuthMode::Secret {
+                secret: Secret::new(secret),
+            }
+        }
+        (None, None) => {
+            // A development secret on a reachable address would let anyone who reads the
+            // file, or guesses that it exists, mint tokens: refuse instead of warning.
+            if !host.is_loopback() {
+                return Err(ConfigError {
+                    var: "AUTH_JWKS_URL",
+                    problem: format!(
+                        "no token verification is configured and HOST={host} is not a loopback \
+                         address; set AUTH_JWKS_URL (Better Auth) or AUTH_JWT_SECRET"
+                    ),
+                });
+            }
+            AuthMode::Development {
+                secret_file: PathBuf::from(
+                    env.string("AUTH_DEV_SECRET_FILE", ".taskql-dev-secret"),
+                ),
+            }
+        }
+    };
+    Ok(AuthConfig {
+        mode,
+        issuer: env.optional("AUTH_ISSUER"),
+        audience: env.optional("AUTH_AUDIENCE"),
+        clock_skew: env.duration("AUTH_CLOCK_SKEW", Duration::from_secs(60))?,
+        jwks_refresh: env.duration("AUTH_JWKS_REFRESH", Duration::from_secs(300))?,
+        jwks_min_refetch: env.duration("AUTH_JWKS_MIN_REFETCH", Duration::from_secs(10))?,
+    })
+}
+
+fn parse_database_url(url: &str) -> Result<PgConnectOptions, ConfigError> {
+    // The URL may carry a password, so no message below repeats it.
+    let invalid = |why: &str| ConfigError {
+        var: "DATABASE_URL",
+        problem: format!("{why} (expected postgres://user:password@host:port/database)"),
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid("not a PostgreSQL URL"));
+    }
+    PgConnectOptions::from_str(url).map_err(|_| invalid("could not be parsed"))
+}
+
+fn parse_origins(raw: &str) -> Result<Vec<HeaderValue>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            if origin == "*" {
+                // Browsers refuse `*` on credentialed requests, and echoing any origin
+                // would let every site act with the user's cookies: list them instead.
+                return Err("\"*\" is not allowed; list each origin".to_owned());
+            }
+            let (scheme, rest) = origin.split_once("://").ok_or_else(|| {
+                format!("{origin:?} is not an origin like https://app.example.com")
+            })?;
+            if !matches!(scheme, "http" | "https") || rest.is_empty() || rest.contains('/') {
+                return Err(format!(
+                    "{origin:?} is not an origin like https://app.example.com (no path)"
+                ));
+            }
+            HeaderValue::from_str(origin).map_err(|_| format!("{origin:?} is not a valid origin"))
+        })
+        .collect()
+}
+
+/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| "expected a duration such as 10s, 500ms or 2m".to_owned())?;
+    let duration = match unit.trim() {
+        "" | "s" => Duration::from_secs(amount),
+        "ms" => Duration::from_millis(amount),
+        "m" => Duration::from_secs(amount.saturating_mul(60)),
+        _ => return Err("expected a duration such as 10s, 500ms or 2m".to_owned()),
+    };
+    if duration.is_zero() {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+/// Typed access to the variables, each failure naming its variable.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// An unset or empty variable counts as absent, as in most shells' `VAR=` idiom.
+    fn optional(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|value| !value.trim().is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.optional(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parsed<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(raw) => parse(raw.trim()).map_err(|problem| ConfigError { var, problem }),
+        }
+    }
+
+    fn number<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        self.parsed(var, default, |raw| {
+            let expected = || {
+                format!(
+                    "expected a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            };
+            let value: T = raw.parse().map_err(|_| {
+                // Too large for the setting's type is out of range, not "not a number".
+                if raw.parse::<i128>().is_ok() {
+                    format!("{raw} is out of range; {}", expected())
+                } else {
+                    format!("{raw:?} is not a number; {}", expected())
+                }
+            })?;
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(format!("{value} is out of range; {}", expected()))
+            }
+        })
+    }
+
+    fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        self.parsed(var, default, parse_duration)
+    }
+
+    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.parsed(var, default, |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(format!("{raw:?} is not a boolean; expected true or false")),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            config.database.connect_options.get_database(),
+            Some("taskql")
+        );
+        assert!(matches!(config.auth.mode, AuthMode::Development { .. }));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("PORT", "eighty", "not a number"),
+            ("PORT", "70000", "out of range"),
+            ("HOST", "example.com", "IP address"),
+            ("DATABASE_URL", "mysql://x", "not a PostgreSQL URL"),
+            ("DATABASE_POOL_SIZE", "0", "out of range"),
+            ("REQUEST_TIMEOUT", "soon", "duration"),
+            ("REQUEST_TIMEOUT", "0s", "greater than zero"),
+            ("CORS_ALLOWED_ORIGINS", "*", "not allowed"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example/path", "no path"),
+            ("GRAPHQL_INTROSPECTION", "maybe", "not a boolean"),
+            ("LOG_FORMAT", "xml", "auto, pretty, json"),
+            ("AUTH_JWT_SECRET", "short", "at least 32 bytes"),
+        ];
+        for (var, value, expected) in cases {
+            let err = config(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var, "{var}={value} blamed {}", err.var);
+            assert!(
+                err.problem.contains(expected),
+                "{var}={value}: {:?} does not mention {expected:?}",
+                err.problem
+            );
+        }
+    }
+
+    #[test]
+    fn database_url_errors_do_not_echo_the_password() {
+        let err = config(&[("DATABASE_URL", "postgres://u:hunter2@[bad")]).expect_err("bad url");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn both_auth_modes_at_once_is_refused() {
+        let err = config(&[
+            ("AUTH_JWKS_URL", "https://auth.example.com/api/auth/jwks"),
+            ("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .expect_err("two modes");
+        assert!(err.problem.contains("both set"), "{err}");
+    }
+
+    #[test]
+    fn development_mode_refuses_a_public_address() {
+        let err = config(&[("HOST", "0.0.0.0")]).expect_err("dev mode on 0.0.0.0");
+        assert!(err.problem.contains("not a loopback"), "{err}");
+        config(&[
+            ("HOST", "0.0.0.0"),
+            ("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .expect("an explicit secret may listen anywhere");
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("1h").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = config(&[("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef-secret")])
+            .expect("valid");
+        assert!(!format!("{config:?}").contains("secret\""));
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,173 @@
+//! Facts about a parsed document that the pipeline checks before async-graphql executes it:
+//! which operation runs, how many aliases it uses, whether it introspects, and where
+//! variables feed arguments.
+//!
+//! These walk the syntax tree only; they never consult the schema, so they are cheap and run
+//! before validation.
+
+use std::collections::HashSet;
+
+use async_graphql::{
+    Pos, Positioned, ServerError,
+    parser::types::{
+        DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+        SelectionSet, Type,
+    },
+};
+use async_graphql_value::Value;
+
+use super::error::{ErrorCode, server_error};
+
+/// Picks the operation to run, following the GraphQL spec's GetOperation.
+pub fn select_operation<'a>(
+    doc: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Result<&'a OperationDefinition, ServerError> {
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Ok(&op.node),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .values()
+            .next()
+            .map(|op| &op.node)
+            .ok_or_else(unknown_operation),
+        (DocumentOperations::Multiple(_), None) => Err(server_error(
+            ErrorCode::BadRequest,
+            "The document has several operations; name the one to run in operationName.",
+        )),
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.get(name).map(|op| &op.node).ok_or_else(|| {
+                server_error(
+                    ErrorCode::BadRequest,
+                    format!("Unknown operation named \"{name}\"."),
+                )
+            })
+        }
+        (DocumentOperations::Single(_), Some(name)) => Err(server_error(
+            ErrorCode::BadRequest,
+            format!(
+                "Unknown operation named \"{name}\": the document's only operation is anonymous."
+            ),
+        )),
+    }
+}
+
+fn unknown_operation() -> ServerError {
+    server_error(ErrorCode::BadRequest, "The document contains no operation.")
+}
+
+pub fn is_query(op: &OperationDefinition) -> bool {
+    op.ty == OperationType::Query
+}
+
+/// Every selection set in the document: operations' and fragments'.
+fn selection_sets(doc: &ExecutableDocument) -> impl Iterator<Item = &SelectionSet> {
+    doc.operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+}
+
+/// Visits every field of a selection set, nested ones included (fragment spreads are not
+/// followed: every fragment definition is visited on its own by the callers).
+fn for_each_field(
+    set: &SelectionSet,
+    visit: &mut impl FnMut(&async_graphql::parser::types::Field),
+) {
+    for selection in &set.items {
+        match &selection.node {
+            Selection::Field(field) => {
+                visit(&field.node);
+                for_each_field(&field.node.selection_set.node, visit);
+            }
+            Selection::InlineFragment(fragment) => {
+                for_each_field(&fragment.node.selection_set.node, visit)
+            }
+            Selection::FragmentSpread(_) => {}
+        }
+    }
+}
+
+/// Aliases written in the document. Counting the text (not the expanded operation) is the
+/// honest measure of alias abuse: repeating a spread does not repeat its fields, because
+/// fields with the same response key merge.
+pub fn count_aliases(doc: &ExecutableDocument) -> usize {
+    let mut count = 0;
+    for set in selection_sets(doc) {
+        for_each_field(set, &mut |field| {
+            count += usize::from(field.alias.is_some())
+        });
+    }
+    count
+}
+
+/// Whether the document asks for `__schema` or `__type` (`__typename` is not introspection:
+/// clients add it everywhere for their caches).
+pub fn uses_introspection(doc: &ExecutableDocument) -> bool {
+    let mut found = false;
+    for set in selection_sets(doc) {
+        for_each_field(set, &mut |field| {
+            found |= matches!(field.name.node.as_str(), "__schema" | "__type");
+        });
+    }
+    found
+}
+
+/// Positions of arguments whose value is, or contains, a variable. async-graphql reports a
+/// variable that does not fit its argument as a validation error at the argument; those are
+/// the client's input (`BAD_USER_INPUT`), not a broken document.
+pub fn variable_argument_positions(doc: &ExecutableDocument) -> HashSet<Pos> {
+    let mut positions = HashSet::new();
+    for set in selection_sets(doc) {
+        for_each_field(set, &mut |field| {
+            for (name, value) in &field.arguments {
+                if contains_variable(&value.node) {
+                    positions.insert(name.pos);
+                }
+            }
+        });
+    }
+    positions
+}
+
+fn contains_variable(value: &Value) -> bool {
+    match value {
+        Value::Variable(_) => true,
+        Value::List(items) => items.iter().any(contains_variable),
+        Value::Object(fields) => fields.values().any(contains_variable),
+        _ => false,
+    }
+}
+
+/// Required variables (non-null type, no default) that were not provided or are null.
+/// The spec makes these request errors; async-graphql would only notice them while
+/// resolving, as field errors.
+pub fn missing_required_variables(
+    op: &OperationDefinition,
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<ServerError> {
+    op.variable_definitions
+        .iter()
+        .filter(|def| !def.node.var_type.node.nullable && def.node.default_value.is_none())
+        .filter(|def| {
+            variables
+                .get(def.node.name.node.as_str())
+                .is_none_or(serde_json::Value::is_null)
+        })
+        .map(|def| {
+            let mut error = server_error(
+                ErrorCode::BadUserInput,
+                format!(
+                    "Variable \"${}\" of required type \"{}\" was not provided.",
+                    def.node.name.node,
+                    display_type(&def.node.var_type)
+                ),
+            );
+            error.locations = vec![def.pos];
+            error
+        })
+        .collect()
+}
+
+fn display_type(ty: &Positioned<Type>) -> String {
+    ty.node.to_string()
+}

@@ -1,0 +1,154 @@
+//! The error contract: every GraphQL error taskql sends carries `extensions.code`, and this
+//! file is the only place that decides which code and what the client may read.
+//!
+//! Internal failures (database, unexpected) are logged here, once, with the full cause chain
+//! and a fresh `errorId`, inside the span of the request being served. The client gets a
+//! generic message and the same `errorId`, never the cause: SQL text, constraint names and
+//! Rust type names stay in the log.
+//!
+//! async-graphql is built with `custom-error-conversion`, which removes its blanket
+//! `impl From<T: Display> for Error`. Without that feature, `?` on a `sqlx::Error` inside a
+//! resolver would compile and send the database's message to the client; with it, the only
+//! way to an `async_graphql::Error` is the conversion below.
+
+use async_graphql::{ErrorExtensionValues, ServerError, Value};
+
+use crate::error::AppError;
+
+/// The codes a client can branch on (Apollo Server's names where one exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    GraphqlParseFailed,
+    GraphqlValidationFailed,
+    BadUserInput,
+    BadRequest,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Conflict,
+    RateLimited,
+    PersistedQueryNotFound,
+    Timeout,
+    ServiceUnavailable,
+    InternalServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::Timeout => "TIMEOUT",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+/// The message clients see for internal failures.
+pub const INTERNAL_MESSAGE: &str = "Internal server error. Quote the errorId when reporting it.";
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        let (code, message, field) = match &err {
+            AppError::Unauthenticated => (
+                ErrorCode::Unauthenticated,
+                "Authentication required: send a valid token in the Authorization header."
+                    .to_owned(),
+                None,
+            ),
+            AppError::Forbidden(message) => (ErrorCode::Forbidden, message.to_string(), None),
+            AppError::InvalidInput { field, message } => (
+                ErrorCode::BadUserInput,
+                message.to_string(),
+                Some(field.to_string()),
+            ),
+            AppError::NotFound(_) | AppError::Conflict(_) => {
+                let code = if matches!(err, AppError::NotFound(_)) {
+                    ErrorCode::NotFound
+                } else {
+                    ErrorCode::Conflict
+                };
+                (code, err.to_string(), None)
+            }
+            AppError::Database(_) | AppError::Internal(_) => return internal(&err),
+        };
+        let mut error = async_graphql::Error::new(message);
+        let extensions = error
+            .extensions
+            .get_or_insert_with(ErrorExtensionValues::default);
+        extensions.set("code", code.as_str());
+        if let Some(field) = field {
+            extensions.set("field", field);
+        }
+        error
+    }
+}
+
+/// Logs an unexpected failure with a fresh id and returns the masked client error.
+fn internal(err: &AppError) -> async_graphql::Error {
+    let error_id = uuid::Uuid::new_v4().to_string();
+    let cause = match err {
+        AppError::Database(source) => format!("{err}: {source}"),
+        AppError::Internal(source) => format!("{err}: {source:#}"),
+        other => other.to_string(),
+    };
+    tracing::error!(error_id = %error_id, error.cause_chain = %cause, "internal error");
+    let mut error = async_graphql::Error::new(INTERNAL_MESSAGE);
+    let extensions = error
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default);
+    extensions.set("code", ErrorCode::InternalServerError.as_str());
+    extensions.set("errorId", error_id);
+    error
+}
+
+/// A request-level error (no path) with a code, as the HTTP layer and pipeline build them.
+pub fn server_error(code: ErrorCode, message: impl Into<String>) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    set_code(&mut error, code);
+    error
+}
+
+/// The code an error carries, if any.
+pub fn code_of(error: &ServerError) -> Option<&str> {
+    match error.extensions.as_ref()?.get("code")? {
+        Value::String(code) => Some(code.as_str()),
+        _ => None,
+    }
+}
+
+pub fn set_code(error: &mut ServerError, code: ErrorCode) {
+    error
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default)
+        .set("code", code.as_str());
+}
+
+/// The last line of defence: an error that reached the response without a code did not come
+/// through [`AppError`] (async-graphql's own argument parsing, or a bug). Argument parse
+/// failures are the client's; anything else is masked like an internal error.
+pub fn ensure_code(error: &mut ServerError) {
+    if code_of(error).is_some() {
+        return;
+    }
+    if error.message.starts_with("Failed to parse") || error.message.starts_with("Invalid value") {
+        set_code(error, ErrorCode::BadUserInput);
+        return;
+    }
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::error!(error_id = %error_id, error.cause_chain = %error.message, "uncoded error masked");
+    error.message = INTERNAL_MESSAGE.to_owned();
+    set_code(error, ErrorCode::InternalServerError);
+    if let Some(extensions) = error.extensions.as_mut() {
+        extensions.set("errorId", error_id);
+    }
+}

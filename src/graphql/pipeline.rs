@@ -1,0 +1,357 @@
+//! The path of one GraphQL operation from request parameters to a response, independent of
+//! the transport: persisted-query lookup, size, parse, operation selection, the
+//! method rule (no mutations over GET), alias and introspection limits, required variables,
+//! execution under a deadline, and classification of what came back.
+//!
+//! The HTTP layer turns an [`Outcome`] into a status code and a body; a future WebSocket
+//! transport can reuse the same pipeline. Depth and complexity limits are enforced by
+//! async-graphql itself during validation (configured in `graphql::build_schema`).
+
+use std::sync::Arc;
+
+use async_graphql::{Response, ServerError, Value, Variables, parser::parse_query};
+use serde_json::{Map, Value as Json};
+use tokio::time::Instant;
+
+use super::{
+    AppSchema, apq,
+    document::{self, count_aliases, select_operation, uses_introspection},
+    error::{ErrorCode, code_of, ensure_code, server_error, set_code},
+    viewer::Viewer,
+};
+use crate::config::GraphQLConfig;
+
+/// The parameters of one GraphQL request, as the GraphQL-over-HTTP spec names them, after
+/// the transport has checked their JSON types.
+#[derive(Debug, Default)]
+pub struct Params {
+    pub query: Option<String>,
+    pub operation_name: Option<String>,
+    pub variables: Map<String, Json>,
+    pub extensions: Map<String, Json>,
+}
+
+/// How the request arrived; GET may only read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// Why an operation produced no `data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The parameters were unusable (no query, bad persisted-query extension, ...).
+    BadParams,
+    /// The document could not be run: parse or validation error, unknown operation, a limit,
+    /// an unknown persisted query, or variables that do not fit.
+    Document,
+    /// A mutation or subscription sent with GET.
+    MethodNotAllowed,
+    /// The caller may not run this document (introspection switched off).
+    Forbidden,
+    /// The document needs a token the request did not carry (introspection, when so set).
+    Unauthenticated,
+    /// Execution passed the deadline and was cancelled.
+    Timeout,
+}
+
+/// The result of one operation: a response, and whether it was executed (then it has a
+/// `data` entry) or refused before or during execution.
+#[derive(Debug)]
+pub struct Outcome {
+    pub response: Response,
+    pub failure: Option<Failure>,
+}
+
+impl Outcome {
+    /// A request whose parameters could not be read (wrong JSON types, not an object).
+    pub fn bad_params(message: impl Into<String>) -> Self {
+        Refusal::one(Failure::BadParams, ErrorCode::BadRequest, message).into()
+    }
+}
+
+/// An operation refused before it ran.
+struct Refusal {
+    failure: Failure,
+    errors: Vec<ServerError>,
+}
+
+impl Refusal {
+    fn new(failure: Failure, errors: Vec<ServerError>) -> Self {
+        Self { failure, errors }
+    }
+
+    fn one(failure: Failure, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(failure, vec![server_error(code, message)])
+    }
+}
+
+impl From<Refusal> for Outcome {
+    fn from(refusal: Refusal) -> Self {
+        Self {
+            response: Response::from_errors(refusal.errors),
+            failure: Some(refusal.failure),
+        }
+    }
+}
+
+/// What the pipeline needs to know about the request carrying the operation.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub method: Method,
+    pub deadline: Instant,
+    pub viewer: Arc<Viewer>,
+}
+
+/// Runs operations against the schema under the configured limits.
+pub struct Executor {
+    schema: AppSchema,
+    limits: GraphQLConfig,
+    persisted: Arc<dyn apq::PersistedQueryStore>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor {
+    pub fn new(
+        schema: AppSchema,
+        limits: GraphQLConfig,
+        persisted: Arc<dyn apq::PersistedQueryStore>,
+    ) -> Self {
+        Self {
+            schema,
+            limits,
+            persisted,
+        }
+    }
+
+    pub fn limits(&self) -> &GraphQLConfig {
+        &self.limits
+    }
+
+    pub async fn execute(&self, params: Params, cx: &Context) -> Outcome {
+        match self.prepare(params, cx).await {
+            Ok(request) => self.run(request, cx).await,
+            Err(refusal) => refusal.into(),
+        }
+    }
+
+    /// Every check that can refuse the operation before it runs.
+    async fn prepare(&self, params: Params, cx: &Context) -> Result<Prepared, Refusal> {
+        let Params {
+            query,
+            operation_name,
+            variables,
+            extensions,
+        } = params;
+
+        let persisted = persisted_query_hash(&extensions)?;
+        let query = match (query, &persisted) {
+            (Some(query), Some(hash)) => {
+                // A client may only register a text under its own hash; anything else would
+                // let it plant a different document behind a hash others will send.
+                if apq::sha256_hex(&query) != *hash {
+                    return Err(Refusal::one(
+                        Failure::BadParams,
+                        ErrorCode::BadRequest,
+                        "provided sha does not match query",
+                    ));
+                }
+                query
+            }
+            (Some(query), None) => query,
+            (None, Some(hash)) => match self.persisted.get(hash).await {
+                Some(query) => query,
+                // Both clients recognise a miss by this exact message (urql by nothing else).
+                None => {
+                    return Err(Refusal::one(
+                        Failure::Document,
+                        ErrorCode::PersistedQueryNotFound,
+                        "PersistedQueryNotFound",
+                    ));
+                }
+            },
+            (None, None) => {
+                return Err(Refusal::one(
+                    Failure::BadParams,
+                    ErrorCode::BadRequest,
+                    "The request has no query. Send the GraphQL document in the \"query\" parameter.",
+                ));
+            }
+        };
+
+        if query.len() > self.limits.max_document_bytes {
+            return Err(Refusal::one(
+                Failure::Document,
+                ErrorCode::BadRequest,
+                format!(
+                    "The query document is {} bytes long; this server accepts at most {} bytes.",
+                    query.len(),
+                    self.limits.max_document_bytes
+                ),
+            ));
+        }
+
+        let doc = parse_query(&query).map_err(|err| {
+            let mut error = ServerError::from(err);
+            error.message = syntax_error_message(&error.message);
+            set_code(&mut error, ErrorCode::GraphqlParseFailed);
+            Refusal::new(Failure::Document, vec![error])
+        })?;
+
+        let operation = select_operation(&doc, operation_name.as_deref())
+            .map_err(|error| Refusal::new(Failure::Document, vec![error]))?;
+        if cx.method == Method::Get && !document::is_query(operation) {
+            return Err(Refusal::one(
+                Failure::MethodNotAllowed,
+                ErrorCode::BadRequest,
+                format!("A {} cannot be sent with GET; use POST.", operation.ty),
+            ));
+        }
+        let missing = document::missing_required_variables(operation, &variables);
+
+        if let Some(hash) = persisted {
+            self.persisted.put(hash, query.clone()).await;
+        }
+
+        let aliases = count_aliases(&doc);
+        if aliases > self.limits.max_aliases {
+            return Err(Refusal::one(
+                Failure::Document,
+                ErrorCode::GraphqlValidationFailed,
+                format!(
+                    "The document uses {aliases} aliases; this server accepts at most {}.",
+                    self.limits.max_aliases
+                ),
+            ));
+        }
+
+        if uses_introspection(&doc) {
+            if !self.limits.introspection {
+                return Err(Refusal::one(
+                    Failure::Forbidden,
+                    ErrorCode::Forbidden,
+                    "Introspection is disabled on this server.",
+                ));
+            }
+            if !self.limits.introspection_without_token && !cx.viewer.is_authenticated() {
+                return Err(Refusal::one(
+                    Failure::Unauthenticated,
+                    ErrorCode::Unauthenticated,
+                    "Introspection requires a token on this server.",
+                ));
+            }
+        }
+
+        if !missing.is_empty() {
+            return Err(Refusal::new(Failure::Document, missing));
+        }
+
+        let variable_positions = document::variable_argument_positions(&doc);
+        let mut request = async_graphql::Request::new(query)
+            .variables(Variables::from_json(Json::Object(variables)))
+            .data(cx.viewer.clone());
+        request.operation_name = operation_name;
+        request.set_parsed_query(doc);
+        Ok(Prepared {
+            request,
+            variable_positions,
+        })
+    }
+
+    async fn run(&self, prepared: Prepared, cx: &Context) -> Outcome {
+        let Prepared {
+            request,
+            variable_positions,
+        } = prepared;
+        let mut response =
+            match tokio::time::timeout_at(cx.deadline, self.schema.execute(request)).await {
+                Ok(response) => response,
+                Err(_) => {
+                    // Dropping the execution future drops any query in flight; the database also
+                    // cancels it through `statement_timeout`, and an open transaction rolls back.
+                    return Refusal::one(
+                        Failure::Timeout,
+                        ErrorCode::Timeout,
+                        "The request took longer than this server allows and was cancelled.",
+                    )
+                    .into();
+                }
+            };
+
+        // async-graphql reports validation failures (including over-deep or over-complex
+        // documents) as errors without a path and no data; execution errors always have one.
+        let refused = matches!(response.data, Value::Null)
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|error| error.path.is_empty());
+        if refused {
+            for error in &mut response.errors {
+                if code_of(error).is_none() {
+                    let from_variable = error.message.starts_with("Invalid value for argument")
+                        && error
+                            .locations
+                            .iter()
+                            .any(|pos| variable_positions.contains(pos));
+                    set_code(
+                        error,
+                        if from_variable {
+                            ErrorCode::BadUserInput
+                        } else {
+                            ErrorCode::GraphqlValidationFailed
+                        },
+                    );
+                }
+            }
+        }
+        response.errors.iter_mut().for_each(ensure_code);
+        Outcome {
+            response,
+            failure: refused.then_some(Failure::Document),
+        }
+    }
+}
+
+struct Prepared {
+    request: async_graphql::Request,
+    variable_positions: std::collections::HashSet<async_graphql::Pos>,
+}
+
+/// Reads `extensions.persistedQuery` (version 1, the only one APQ defines).
+fn persisted_query_hash(extensions: &Map<String, Json>) -> Result<Option<String>, Refusal> {
+    let Some(persisted) = extensions.get("persistedQuery") else {
+        return Ok(None);
+    };
+    let bad = |message: &str| Refusal::one(Failure::BadParams, ErrorCode::BadRequest, message);
+    let persisted = persisted
+        .as_object()
+        .ok_or_else(|| bad("extensions.persistedQuery must be an object"))?;
+    if persisted.get("version").and_then(Json::as_i64) != Some(1) {
+        return Err(bad(
+            "Unsupported persisted query version; only version 1 is supported.",
+        ));
+    }
+    let hash = persisted
+        .get("sha256Hash")
+        .and_then(Json::as_str)
+        .filter(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| bad("extensions.persistedQuery.sha256Hash must be a SHA-256 hex digest"))?;
+    Ok(Some(hash.to_ascii_lowercase()))
+}
+
+/// The parser's message is a multi-line source excerpt ending in `= expected …`; clients show
+/// messages on one line and already get the position in `locations`.
+fn syntax_error_message(parser_message: &str) -> String {
+    let reason = parser_message
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("= "))
+        .unwrap_or_else(|| parser_message.trim());
+    format!("Syntax error: {reason}.")
+}

@@ -1,0 +1,515 @@
+//! `GET` and `POST /graphql`: GraphQL over HTTP, as the spec (graphql/graphql-over-http)
+//! and its `graphql-http` audit describe it.
+//!
+//! In order, a request is checked for: an acceptable response type (406), a JSON body on
+//! POST (415), a valid bearer token if one is sent (401), the caller's rate (429), the body
+//! size (413) and JSON (400), the batch size (400). Only then do operations run, in order,
+//! through `graphql::pipeline`, whose [`Outcome`] decides the status:
+//!
+//! | outcome                          | graphql-response+json | application/json |
+//! |----------------------------------|-----------------------|------------------|
+//! | executed (has `data`)            | 200                   | 200              |
+//! | unusable parameters              | 400                   | 400              |
+//! | document error (parse, validate) | 400                   | 200 (legacy)     |
+//! | mutation over GET                | 405 + `Allow: POST`   | 405              |
+//! | introspection refused            | 403 / 401             | 403 / 401        |
+//! | deadline passed                  | 504                   | 504              |
+//!
+//! The newest spec draft moves validation errors to 422; the published audit still expects
+//! 400, which Apollo Client and urql both handle, so taskql answers 400.
+
+use std::net::SocketAddr;
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{ConnectInfo, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Map, Value as Json, json};
+use tokio::time::Instant;
+
+use super::{
+    AppState, graphiql,
+    negotiate::{self, MediaType},
+};
+use crate::{
+    auth::{AuthError, Identity},
+    graphql::{
+        error::ErrorCode,
+        pipeline::{Context, Failure, Method, Outcome, Params},
+        viewer::Viewer,
+    },
+};
+
+pub async fn get(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if negotiate::wants_html(&headers) {
+        return graphiql::page(&state, query.as_deref());
+    }
+    let Some(media) = negotiate::response_type(&headers) else {
+        return not_acceptable();
+    };
+    let deadline = Instant::now() + state.config.http.request_timeout;
+    let params = match get_params(query.as_deref().unwrap_or_default()) {
+        Ok(params) => params,
+        Err(message) => {
+            return error(
+                media,
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                &message,
+            );
+        }
+    };
+    let viewer = match admit(&state, &headers, peer, media).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let cx = Context {
+        method: Method::Get,
+        deadline,
+        viewer,
+    };
+    let outcome = state.executor.execute(params, &cx).await;
+    respond(media, outcome)
+}
+
+pub async fn post(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(media) = negotiate::response_type(&headers) else {
+        return not_acceptable();
+    };
+    let deadline = Instant::now() + state.config.http.request_timeout;
+    if !is_json_content(&headers) {
+        return error(
+            media,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadRequest,
+            "POST bodies must be application/json (UTF-8).",
+        );
+    }
+    let viewer = match admit(&state, &headers, peer, media).await {
+        Ok(viewer) => viewer,
+        Err(response) => return response,
+    };
+    let body = match read_body(body, state.config.http.max_body_bytes).await {
+        Ok(body) => body,
+        Err(response) => return response.with_media(media),
+    };
+    let json: Json = match serde_json::from_slice(&body) {
+        Ok(json) => json,
+        Err(err) => {
+            let message = format!("The body is not valid JSON: {err}.");
+            return error(
+                media,
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                &message,
+            );
+        }
+    };
+    let cx = Context {
+        method: Method::Post,
+        deadline,
+        viewer,
+    };
+    match json {
+        Json::Array(items) => batch(&state, media, items, &cx).await,
+        single => {
+            let outcome = match params_from_json(single) {
+                Ok(params) => state.executor.execute(params, &cx).await,
+                Err(message) => Outcome::bad_params(message),
+            };
+            respond(media, outcome)
+        }
+    }
+}
+
+/// A JSON array of operations (Apollo's `BatchHttpLink`): run in order, answered in order.
+async fn batch(state: &AppState, media: MediaType, items: Vec<Json>, cx: &Context) -> Response {
+    let max = state.executor.limits().max_batch;
+    if items.is_empty() || items.len() > max {
+        let message = format!(
+            "A batch must hold 1 to {max} operations; this one has {}.",
+            items.len()
+        );
+        return error(
+            media,
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            &message,
+        );
+    }
+    let mut bodies = Vec::with_capacity(items.len());
+    for item in items {
+        let outcome = match params_from_json(item) {
+            Ok(params) => state.executor.execute(params, cx).await,
+            Err(message) => Outcome::bad_params(message),
+        };
+        bodies.push(body_of(outcome));
+    }
+    json_response(media, StatusCode::OK, &bodies)
+}
+
+/// Authenticates the caller and charges their rate limit. A missing token is anonymous; a
+/// token that is present but unusable is refused outright, never downgraded to anonymous.
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    media: MediaType,
+) -> Result<std::sync::Arc<Viewer>, Response> {
+    let identity = authenticate(state, headers, media).await?;
+    let key = match &identity {
+        Some(identity) => {
+            tracing::Span::current().record("user_id", identity.user_id.as_str());
+            format!("user:{}", identity.user_id)
+        }
+        None => format!("ip:{}", peer.ip()),
+    };
+    if let Err(retry_after) = state.rate_limit.check(&key) {
+        let mut response = error(
+            media,
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "Too many requests; slow down and retry after the time in the Retry-After header.",
+        );
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return Err(response);
+    }
+    Ok(std::sync::Arc::new(Viewer::new(
+        identity,
+        state.pool.clone(),
+    )))
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    media: MediaType,
+) -> Result<Option<Identity>, Response> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .filter(|_| values.next().is_none())
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    let Some(token) = token else {
+        return Err(unauthorized(
+            media,
+            "invalid_request",
+            "Send exactly one Authorization header of the form \"Bearer <token>\".",
+        ));
+    };
+    match state.verifier.verify(token).await {
+        Ok(identity) => Ok(Some(identity)),
+        Err(err) if err.is_unavailable() => {
+            let mut response = error(
+                media,
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ServiceUnavailable,
+                &err.to_string(),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            Err(response)
+        }
+        Err(err) => {
+            // The reason is logged for operators; the token itself never is.
+            tracing::info!(reason = ?err, "refused a token");
+            Err(unauthorized(
+                media,
+                "invalid_token",
+                &AuthError::to_string(&err),
+            ))
+        }
+    }
+}
+
+/// 401 with the RFC 6750 challenge, so clients know to get a new token.
+fn unauthorized(media: MediaType, error_kind: &str, description: &str) -> Response {
+    let mut response = error(
+        media,
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+        description,
+    );
+    let challenge = format!(
+        "Bearer error=\"{error_kind}\", error_description=\"{}\"",
+        description.replace('"', "'")
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// The response for one operation, with its status from the table in the module docs.
+fn respond(media: MediaType, outcome: Outcome) -> Response {
+    let status = match outcome.failure {
+        None => StatusCode::OK,
+        Some(Failure::BadParams) => StatusCode::BAD_REQUEST,
+        Some(Failure::Document) => match media {
+            MediaType::GraphQLResponseJson => StatusCode::BAD_REQUEST,
+            MediaType::Json => StatusCode::OK,
+        },
+        Some(Failure::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+        Some(Failure::Forbidden) => StatusCode::FORBIDDEN,
+        Some(Failure::Unauthenticated) => StatusCode::UNAUTHORIZED,
+        Some(Failure::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+    };
+    let failure = outcome.failure;
+    let mut response = json_response(media, status, &body_of(outcome));
+    match failure {
+        Some(Failure::MethodNotAllowed) => {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        Some(Failure::Unauthenticated) => {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        _ => {}
+    }
+    response
+}
+
+/// The JSON body of one operation. Operations that did not execute have no `data` entry,
+/// which is how clients tell "refused" from "ran and returned null".
+#[derive(serde::Serialize)]
+struct ResponseBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<async_graphql::Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<async_graphql::ServerError>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: std::collections::BTreeMap<String, async_graphql::Value>,
+}
+
+fn body_of(outcome: Outcome) -> ResponseBody {
+    let response = outcome.response;
+    ResponseBody {
+        data: outcome.failure.is_none().then_some(response.data),
+        errors: response.errors,
+        extensions: response.extensions,
+    }
+}
+
+fn json_response(media: MediaType, status: StatusCode, body: &impl serde::Serialize) -> Response {
+    // Serialising values and errors cannot fail: keys are strings, numbers finite.
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = (status, bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, media.header_value());
+    // Answers are per user: no shared cache may keep them.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    response
+}
+
+/// An error that happened before any operation ran, as a GraphQL response body.
+pub fn error(media: MediaType, status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body =
+        json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
+    json_response(media, status, &body)
+}
+
+fn not_acceptable() -> Response {
+    error(
+        MediaType::Json,
+        StatusCode::NOT_ACCEPTABLE,
+        ErrorCode::BadRequest,
+        "Accept application/graphql-response+json or application/json.",
+    )
+}
+
+/// A response built before the media type was known, adjusted once it is.
+trait WithMedia {
+    fn with_media(self, media: MediaType) -> Response;
+}
+
+impl WithMedia for Response {
+    fn with_media(mut self, media: MediaType) -> Response {
+        self.headers_mut()
+            .insert(header::CONTENT_TYPE, media.header_value());
+        self
+    }
+}
+
+fn is_json_content(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    // JSON is UTF-8 (RFC 8259); a body declared in another charset cannot be read as sent.
+    parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    })
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            MediaType::Json,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadRequest,
+            &format!("The request body is larger than this server accepts ({limit} bytes)."),
+        )
+    };
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(err) => {
+            let over_limit = std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                Err(too_large())
+            } else {
+                Err(error(
+                    MediaType::Json,
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRequest,
+                    "The request body could not be read.",
+                ))
+            }
+        }
+    }
+}
+
+/// Reads the GraphQL parameters of a POST body object, checking each one's JSON type.
+fn params_from_json(value: Json) -> Result<Params, String> {
+    let Json::Object(mut object) = value else {
+        return Err("A GraphQL request must be a JSON object (or an array of them).".into());
+    };
+    let query = match object.remove("query") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(query)) => Some(query),
+        Some(_) => return Err("\"query\" must be a string.".into()),
+    };
+    let operation_name = match object.remove("operationName") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(name)) => Some(name),
+        Some(_) => return Err("\"operationName\" must be a string.".into()),
+    };
+    Ok(Params {
+        query,
+        operation_name,
+        variables: json_map(object.remove("variables"), "variables")?,
+        extensions: json_map(object.remove("extensions"), "extensions")?,
+    })
+}
+
+fn json_map(value: Option<Json>, name: &str) -> Result<Map<String, Json>, String> {
+    match value {
+        None | Some(Json::Null) => Ok(Map::new()),
+        Some(Json::Object(map)) => Ok(map),
+        Some(_) => Err(format!("\"{name}\" must be a JSON object.")),
+    }
+}
+
+/// Reads the GraphQL parameters of a GET query string; `variables` and `extensions` are
+/// JSON-encoded, as the spec says.
+fn get_params(query_string: &str) -> Result<Params, String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query_string)
+        .map_err(|_| "The query string is not valid URL encoding.".to_owned())?;
+    let mut params = Params::default();
+    let mut seen = std::collections::HashSet::new();
+    for (key, value) in pairs {
+        if !seen.insert(key.clone()) {
+            return Err(format!("The parameter \"{key}\" is given more than once."));
+        }
+        let decode = |name: &str| -> Result<Map<String, Json>, String> {
+            if value.is_empty() {
+                return Ok(Map::new());
+            }
+            let json: Json = serde_json::from_str(&value)
+                .map_err(|_| format!("\"{name}\" must be a JSON-encoded object."))?;
+            json_map(Some(json), name)
+        };
+        match key.as_str() {
+            "query" => params.query = Some(value),
+            "operationName" => params.operation_name = Some(value).filter(|name| !name.is_empty()),
+            "variables" => params.variables = decode("variables")?,
+            "extensions" => params.extensions = decode("extensions")?,
+            _ => {}
+        }
+    }
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let check = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(value).expect("ascii"),
+            );
+            is_json_content(&headers)
+        };
+        assert!(check("application/json"));
+        assert!(check("application/json; charset=utf-8"));
+        assert!(check("Application/JSON;charset=\"UTF-8\""));
+        assert!(!check("application/json; charset=latin1"));
+        assert!(!check("text/plain;charset=UTF-8"));
+        assert!(!check("application/graphql"));
+        assert!(!is_json_content(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn get_parameters_are_decoded() {
+        let params = get_params(
+            "query=query%20A%7Ba%7D&operationName=A&variables=%7B%22x%22%3A1%7D&extensions=",
+        )
+        .expect("valid");
+        assert_eq!(params.query.as_deref(), Some("query A{a}"));
+        assert_eq!(params.operation_name.as_deref(), Some("A"));
+        assert_eq!(params.variables.get("x"), Some(&json!(1)));
+        assert!(
+            get_params("variables=%5B1%5D").is_err(),
+            "an array is not a variables map"
+        );
+        assert!(
+            get_params("query=a&query=b").is_err(),
+            "duplicates are ambiguous"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! The HTTP surface: routes, the middleware every request passes, and the shared state
+//! handed to handlers.
+//!
+//! - [`graphql`]: `GET`/`POST /graphql`, GraphQL over HTTP (negotiation, status codes, batches).
+//! - [`negotiate`]: `Accept` parsing for GraphQL responses and the playground.
+//! - [`graphiql`]: the self-hosted GraphiQL page and its assets.
+//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`rate_limit`]: the per-caller request budget.
+
+pub mod graphiql;
+pub mod graphql;
+pub mod health;
+pub mod negotiate;
+pub mod rate_limit;
+
+use std::{ops::Deref, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header},
+    response::{IntoResponse, Redirect},
+    routing::get,
+};
+use sqlx::PgPool;
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    compression::CompressionLayer,
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::{
+    auth::{Verifier, dev},
+    config::Config,
+    graphql::{error::ErrorCode, pipeline::Executor},
+};
+
+/// What every handler can reach. Cheap to clone: one `Arc`.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub pool: PgPool,
+    pub executor: Executor,
+    pub verifier: Verifier,
+    pub rate_limit: rate_limit::RateLimit,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+
+    /// A working token for the playground, in development mode only.
+    pub fn dev_token(&self) -> Option<String> {
+        let secret = self.verifier.development_secret()?;
+        let request = dev::TokenRequest {
+            sub: "dev-user".to_owned(),
+            email: "dev@example.com".to_owned(),
+            name: Some("Developer".to_owned()),
+            ttl: Duration::from_secs(12 * 3600),
+            issuer: self.config.auth.issuer.clone(),
+            audience: self.config.auth.audience.clone(),
+        };
+        dev::mint(secret, &request)
+            .inspect_err(|err| tracing::warn!(error = %err, "could not mint a playground token"))
+            .ok()
+    }
+}
+
+/// The whole application as one `Router`, middleware included.
+pub fn router(state: AppState) -> Router {
+    let timeout = state.config.http.request_timeout;
+    let cors = cors(&state.config.http.cors_allowed_origins);
+    Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route("/graphiql/{file}", get(graphiql::asset))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/", get(|| async { Redirect::temporary("/graphql") }))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state)
+        // Layers listed first wrap the ones after them: a request passes them top to bottom.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(panic_response))
+                // A backstop for requests stuck outside the GraphQL deadline (a body that
+                // trickles in): the GraphQL handler answers its own timeouts first.
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    timeout + Duration::from_secs(2),
+                ))
+                .layer(cors)
+                .layer(CompressionLayer::new())
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                )),
+        )
+}
+
+/// The span every log line of a request is written in. It carries the request id (also sent
+/// back in `x-request-id`), and the user id once the token is verified. The query string is
+/// left out: GET requests carry variables there, which are user data.
+fn request_span(request: &Request<Body>) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id,
+        user_id = tracing::field::Empty,
+    )
+}
+
+/// Browser clients with credentials need an explicit origin (never `*`), the credentials
+/// flag, and the headers Apollo Client and urql send. Preflights are cached for two hours.
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    if origins.is_empty() {
+        // Same-origin only: no CORS headers at all.
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("apollographql-client-name"),
+            HeaderName::from_static("apollographql-client-version"),
+            HeaderName::from_static("apollo-require-preflight"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+        ])
+        .max_age(Duration::from_secs(2 * 3600))
+}
+
+/// A panic in a handler becomes a masked 500 in the GraphQL error shape, logged once with an
+/// id, instead of a dropped connection.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the signature CatchPanicLayer requires"
+)]
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::error!(error_id = %error_id, error.cause_chain = %detail, "handler panicked");
+    let body = serde_json::json!({ "errors": [{
+        "message": crate::graphql::error::INTERNAL_MESSAGE,
+        "extensions": { "code": ErrorCode::InternalServerError.as_str(), "errorId": error_id },
+    }]});
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,23 @@
+//! taskql: a GraphQL API for a multi-user task application, on PostgreSQL.
+//!
+//! Requests flow one way: HTTP → GraphQL → database. Nothing below imports from above.
+//!
+//! - [`config`]: every setting, its environment variable, default and validation.
+//! - [`telemetry`]: the logging subscriber.
+//! - [`app`]: start-up (database, migrations, verifier, listener) and graceful shutdown.
+//! - [`http`]: axum routes and middleware; GraphQL over HTTP; the GraphiQL playground.
+//! - [`graphql`]: the schema, the operation pipeline, the error contract. No axum types.
+//! - [`auth`]: token verification (JWKS, HS256, development mode). No HTTP, no GraphQL.
+//! - [`db`]: the pool, migrations, and every SQL statement.
+//! - [`error`]: the application error type.
+//! - [`cli`]: the command line.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod telemetry;

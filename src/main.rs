@@ -1,0 +1,102 @@
+//! The `taskql` binary: parses the command line and configuration, starts logging, and
+//! hands over to the library. Kept thin so tests drive the same code through `taskql::app`.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use taskql::{
+    app::{App, shutdown_signal},
+    auth::dev,
+    cli::{Cli, Command},
+    config::{AuthMode, Config},
+    db, telemetry,
+};
+
+/// Exit code for an unusable configuration (sysexits' EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A missing .env is the normal case in production; a broken one is worth stopping for.
+    if let Err(err) = dotenvy::dotenv()
+        && !err.not_found()
+    {
+        eprintln!("taskql: could not read .env: {err}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Schema = command {
+        print!("{}", taskql::graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("taskql: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("taskql: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "taskql stopped");
+            eprintln!("taskql: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => App::build(config).await?.run(shutdown_signal()).await,
+        Command::Migrate => {
+            db::ensure_database(&config.database.connect_options).await?;
+            let pool = db::connect(&config.database, config.http.request_timeout);
+            db::migrate(&pool).await?;
+            pool.close().await;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Token {
+            sub,
+            email,
+            name,
+            ttl,
+        } => {
+            let secret = match &config.auth.mode {
+                AuthMode::Development { secret_file } => {
+                    dev::load_or_create_secret(secret_file).await?
+                }
+                AuthMode::Secret { secret } => secret.clone(),
+                AuthMode::Jwks { .. } => anyhow::bail!(
+                    "AUTH_JWKS_URL is set: tokens come from Better Auth (GET /api/auth/token)"
+                ),
+            };
+            let request = dev::TokenRequest {
+                sub,
+                email,
+                name,
+                ttl,
+                issuer: config.auth.issuer.clone(),
+                audience: config.auth.audience.clone(),
+            };
+            println!("{}", dev::mint(&secret, &request)?);
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", taskql::graphql::sdl());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The test harness: a fresh database per test, the real server on a random port, and a
+//! client with helpers that read like the API's users.
+//!
+//! - [`TestDb`]: creates `taskql_test_<uuid>` and drops it when the test ends (also when it
+//!   panics), so tests run in parallel and never see each other's rows.
+//! - [`TestApp`]: the in-process server built by `taskql::app::App`, exactly as `taskql serve`
+//!   builds it, with `gql()`/`token_for()` helpers.
+//! - [`Process`]: the real `taskql` binary, for what only a process shows (exit codes,
+//!   signals, log lines).
+//! - [`keys`]: signing keys of every accepted algorithm, and a JWKS server.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod keys;
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
+    process::{Child, Stdio},
+    sync::{Mutex, mpsc},
+    time::Duration,
+};
+
+use reqwest::{StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection, PgPool};
+use taskql::{app::App, config::Config};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// The HS256 secret test servers use unless a test configures another mode.
+pub const TEST_SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
+
+/// The PostgreSQL server tests create their databases on.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            taskql::telemetry::init(taskql::config::LogFormat::Pretty);
+        }
+    });
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let name = format!("taskql_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("PostgreSQL is reachable at TEST_DATABASE_URL (default 127.0.0.1:5432)");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        admin.close().await.ok();
+        let url = format!("{}/{name}", server_url());
+        Self { name, url }
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop runs in async tests too, where blocking the runtime is not allowed: do the
+        // cleanup on a thread of its own with its own small runtime.
+        let name = self.name.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+                    .await
+                    .ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "drop database if exists {name} with (force)"
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()
+            })
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Configuration for a test server: the defaults below, overridden per test.
+pub struct TestConfig {
+    vars: HashMap<String, String>,
+}
+
+impl TestConfig {
+    pub fn new() -> Self {
+        let vars = [
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("LOG_FORMAT", "json"),
+            ("AUTH_JWT_SECRET", TEST_SECRET),
+            // Tests share one PostgreSQL with every other test running at the same time.
+            ("DATABASE_POOL_SIZE", "4"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Self { vars }
+    }
+
+    pub fn set(mut self, var: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(var.to_owned(), value.into());
+        self
+    }
+
+    pub fn unset(mut self, var: &str) -> Self {
+        self.vars.remove(var);
+        self
+    }
+
+    pub fn build(&self, db: &TestDb) -> Config {
+        let mut vars = self.vars.clone();
+        vars.entry("DATABASE_URL".to_owned())
+            .or_insert_with(|| db.url.clone());
+        Config::from_lookup(|name| vars.get(name).cloned()).expect("valid test configuration")
+    }
+
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running server with its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    /// A pool on the test database, for arranging and asserting rows directly.
+    pub db: PgPool,
+    pub config: Config,
+    shutdown: Mutex<Option<oneshot::Sender<()>>>,
+    server: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
+    // Declared last: dropped after the pools above, so the database can be dropped.
+    pub test_db: TestDb,
+}
+
+/// What a GraphQL request got back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `extensions.code` of the first error.
+    pub fn code(&self) -> Option<&str> {
+        self.body["errors"][0]["extensions"]["code"].as_str()
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Fails the test unless the request executed without errors.
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.status, StatusCode::OK, "{:#}", self.body);
+        assert!(
+            self.body.get("errors").is_none(),
+            "unexpected errors: {:#}",
+            self.body
+        );
+        &self.body["data"]
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestConfig::new()).await
+    }
+
+    pub async fn spawn_with(config: TestConfig) -> Self {
+        init_logging();
+        let test_db = TestDb::create().await;
+        let config = config.build(&test_db);
+        let app = App::build(config.clone()).await.expect("the app starts");
+        let addr = app.local_addr().expect("bound");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run(async {
+            let _ = rx.await;
+        }));
+        let db = test_db.pool().await;
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            db,
+            config,
+            shutdown: Mutex::new(Some(tx)),
+            server: Mutex::new(Some(server)),
+            test_db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A token for `sub`, signed as the test server expects (HS256 secret mode).
+    pub fn token_for(&self, sub: &str) -> String {
+        keys::hs256_token(TEST_SECRET, &keys::claims(sub))
+    }
+
+    /// POSTs one GraphQL operation as Apollo Client does.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Reply {
+        self.post_json(token, &json!({ "query": query, "variables": variables }))
+            .await
+    }
+
+    /// POSTs any JSON body to /graphql with Apollo Client's headers.
+    pub async fn post_json(&self, token: Option<&str>, body: &Value) -> Reply {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .header(
+                "accept",
+                "application/graphql-response+json,application/json;q=0.9",
+            )
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::reply(request).await
+    }
+
+    pub async fn reply(request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&self) {
+        if let Some(tx) = self.shutdown.lock().expect("lock").take() {
+            let _ = tx.send(());
+        }
+        let server = self.server.lock().expect("lock").take();
+        if let Some(server) = server {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.lock().ok().and_then(|mut tx| tx.take()) {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.lock().ok().and_then(|mut s| s.take()) {
+            server.abort();
+        }
+    }
+}
+
+/// The real `taskql` binary, with its log lines (JSON, one per line) collected as they come.
+pub struct Process {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Process {
+    pub fn spawn(args: &[&str], env: &HashMap<String, String>) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_taskql"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn taskql");
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Self {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads output lines until one satisfies `pred`; panics after `limit` (a hang guard, not
+    /// a synchronisation: the line is an event the process reports).
+    pub fn wait_for_line(&mut self, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no matching output line; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// The address from the server's "listening" log line.
+    pub fn wait_until_listening(&mut self) -> SocketAddr {
+        let line = self.wait_for_line(Duration::from_secs(60), |line| {
+            line.contains("\"listening\"")
+        });
+        let json: Value = serde_json::from_str(&line).expect("JSON log line");
+        json["fields"]["addr"]
+            .as_str()
+            .and_then(|addr| addr.parse().ok())
+            .expect("the listening line names the address")
+    }
+
+    /// Waits for the process to exit (bounded by `limit`) and returns its exit code. The
+    /// output readers end at EOF, i.e. when the process has closed its output by exiting.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return self.child.wait().expect("wait").code();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("taskql did not exit; saw:\n{}", self.seen.join("\n"));
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
