@@ -5,7 +5,8 @@
 //!   retired ones disappear without a restart.
 //! - A token naming a `kid` we do not hold triggers a refetch at once (that is how a new key
 //!   is first seen), but at most once per `min_refetch`: a flood of forged kids costs the
-//!   issuer one request per interval, however many requests carry them.
+//!   issuer one request per interval, however many requests carry them. Scheduled refreshes
+//!   do not use up that allowance.
 //! - Concurrent lookups share one fetch: fetches are serialised by a mutex, and a waiter
 //!   re-checks the keys after the fetch it waited for before deciding to fetch itself.
 
@@ -34,8 +35,10 @@ pub struct JwksCache {
     url: String,
     http: reqwest::Client,
     keys: RwLock<Option<Arc<KeySet>>>,
-    /// Held while fetching; records when the last fetch (successful or not) started.
-    last_fetch: Mutex<Option<Instant>>,
+    /// Held while fetching (so concurrent lookups share one fetch); records when the last
+    /// fetch *caused by an unknown kid* started. Scheduled refreshes do not count against
+    /// that budget: a rotation just after one must not be refused for a whole interval.
+    last_on_demand: Mutex<Option<Instant>>,
     min_refetch: Duration,
     /// How many fetches were attempted; exposed for operators and tests.
     fetches: std::sync::atomic::AtomicU64,
@@ -71,7 +74,7 @@ impl JwksCache {
             url,
             http,
             keys: RwLock::new(None),
-            last_fetch: Mutex::new(None),
+            last_on_demand: Mutex::new(None),
             min_refetch,
             fetches: std::sync::atomic::AtomicU64::new(0),
         });
@@ -137,10 +140,11 @@ impl JwksCache {
         })
     }
 
-    /// Fetches the JWKS unless another fetch started less than `min_interval` ago.
+    /// Fetches the JWKS. An on-demand fetch (`min_interval` set) is skipped when the previous
+    /// on-demand fetch started less than `min_interval` ago.
     async fn refetch(&self, min_interval: Option<Duration>) -> Result<(), ()> {
         let started_with = self.current();
-        let mut last_fetch = self.last_fetch.lock().await;
+        let mut last_on_demand = self.last_on_demand.lock().await;
         // While we waited for the lock another task may have fetched: its result is as fresh
         // as ours would be.
         let unchanged = match (&started_with, self.current()) {
@@ -151,12 +155,12 @@ impl JwksCache {
         if !unchanged {
             return Ok(());
         }
-        if let (Some(min_interval), Some(last)) = (min_interval, *last_fetch)
-            && last.elapsed() < min_interval
-        {
-            return Err(());
+        if let Some(min_interval) = min_interval {
+            if last_on_demand.is_some_and(|last| last.elapsed() < min_interval) {
+                return Err(());
+            }
+            *last_on_demand = Some(Instant::now());
         }
-        *last_fetch = Some(Instant::now());
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.fetch().await {

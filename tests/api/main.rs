@@ -3,7 +3,9 @@
 
 mod common;
 
+mod auth;
 mod cli;
+mod graphql_http;
 mod health;
 mod migrations;
 mod schema_sdl;
