@@ -7,6 +7,11 @@ create table users
     email      text        not null,
     name       text,
     image      text,
+    -- A digest of the profile claims (email, name, image) last copied from a token. A token
+    -- whose claims match it causes no write; one whose claims changed overwrites the profile.
+    -- Comparing with the *claims* rather than the current columns lets `updateMe` edits stand
+    -- until the sign-in provider's data itself changes.
+    claims_digest bytea,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
 

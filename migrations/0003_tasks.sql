@@ -24,7 +24,16 @@ create table tasks
     constraint tasks_description_length check (char_length(description) <= 1000),
     constraint tasks_priority_range check (priority between 1 and 5),
     -- A task has a completion time exactly when it is completed.
-    constraint tasks_completed_at_consistent check (completed = (completed_at is not null))
+    constraint tasks_completed_at_consistent check (completed = (completed_at is not null)),
+    -- PostgreSQL accepts 'infinity' as a timestamp; the ordering below uses it to stand for
+    -- "no due date", so a real due date may not be infinite.
+    constraint tasks_due_at_finite check (isfinite(due_at)),
+
+    -- The words of the title and description, for the `search` filter. 'simple' lower-cases
+    -- and splits words without stemming, so a search matches the words as typed, in any case.
+    search       tsvector generated always as (
+        to_tsvector('simple', title || ' ' || coalesce(description, ''))
+    ) stored
 );
 
 -- Keeps `completed_at` in step with `completed`, so writers only ever set `completed`:
@@ -48,7 +57,7 @@ create trigger set_completed_at
     before insert or update of completed, completed_at on tasks
     for each row execute function set_completed_at();
 
-select manage_updated_at('tasks');
+select manage_updated_at('tasks', 'search');
 
 -- One index per order the API offers, each leading with user_id (every query is scoped to one
 -- user) and ending with id (the tiebreak that makes the order total). A page of any order is
@@ -61,11 +70,12 @@ create index tasks_user_created_idx on tasks (user_id, created_at, id);
 -- orderBy UPDATED_AT ("recently changed").
 create index tasks_user_updated_idx on tasks (user_id, updated_at, id);
 
--- orderBy DUE_AT. The API puts tasks without a due date last in *both* directions. A btree
--- scanned backwards flips null placement, so the descending order needs its own index to stay
--- a forward scan with nulls last; the pair serves ASC and DESC pages, forwards and backwards.
-create index tasks_user_due_idx on tasks (user_id, due_at asc nulls last, id asc);
-create index tasks_user_due_desc_idx on tasks (user_id, due_at desc nulls last, id desc);
+-- orderBy DUE_AT. The API puts tasks without a due date last in *both* directions. Ordering by
+-- coalesce(due_at, +infinity) ascending, or coalesce(due_at, -infinity) descending, gives
+-- exactly that with a sort key that is never null, so a page boundary is a plain row comparison
+-- that PostgreSQL uses as an index condition (a seek). One expression index per direction.
+create index tasks_user_due_idx on tasks (user_id, coalesce(due_at, 'infinity'::timestamptz), id);
+create index tasks_user_due_desc_idx on tasks (user_id, coalesce(due_at, '-infinity'::timestamptz), id);
 
 -- orderBy PRIORITY.
 create index tasks_user_priority_idx on tasks (user_id, priority, id);
@@ -75,3 +85,8 @@ create index tasks_user_title_idx on tasks (user_id, title, id);
 
 -- orderBy COMPLETED, and the common "open tasks" / "done tasks" filter.
 create index tasks_user_completed_idx on tasks (user_id, completed, id);
+
+-- The `search` filter (full-text, words in title or description). GIN cannot lead with
+-- user_id without the btree_gin extension; PostgreSQL combines this index with the user_id
+-- indexes above in a bitmap AND.
+create index tasks_search_idx on tasks using gin (search);

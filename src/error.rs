@@ -28,13 +28,23 @@ pub enum AppError {
     },
 
     /// The thing does not exist, or is not the caller's: the two are deliberately one case,
-    /// so that nobody can learn whether another user's task exists.
-    #[error("{0} not found")]
-    NotFound(&'static str),
+    /// so that nobody can learn whether another user's task exists. `ids` lists the ids not
+    /// found when a request named several.
+    #[error("{what} not found")]
+    NotFound {
+        what: &'static str,
+        ids: Vec<String>,
+    },
 
-    /// The write conflicts with the current state (e.g. a stale `expectedUpdatedAt`).
+    /// The write conflicts with the current state.
     #[error("{0}")]
     Conflict(Cow<'static, str>),
+
+    /// `expectedUpdatedAt` no longer matches: someone changed the task since the client read it.
+    #[error("the task was changed since it was read")]
+    StaleUpdate {
+        current_updated_at: chrono::DateTime<chrono::Utc>,
+    },
 
     /// A database failure the client cannot fix. Logged in full, shown generically.
     #[error("database error")]
@@ -46,6 +56,13 @@ pub enum AppError {
 }
 
 impl AppError {
+    pub fn not_found(what: &'static str) -> Self {
+        Self::NotFound {
+            what,
+            ids: Vec::new(),
+        }
+    }
+
     pub fn invalid(
         field: impl Into<Cow<'static, str>>,
         message: impl Into<Cow<'static, str>>,

@@ -8,6 +8,7 @@
 //! - [`http`]: axum routes and middleware; GraphQL over HTTP; the GraphiQL playground.
 //! - [`graphql`]: the schema, the operation pipeline, the error contract. No axum types.
 //! - [`auth`]: token verification (JWKS, HS256, development mode). No HTTP, no GraphQL.
+//! - [`domain`]: validated task values, filters and orders.
 //! - [`db`]: the pool, migrations, and every SQL statement.
 //! - [`error`]: the application error type.
 //! - [`cli`]: the command line.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;

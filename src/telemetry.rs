@@ -28,7 +28,9 @@ pub fn init(format: LogFormat) {
                     .json()
                     .with_writer(std::io::stderr)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    // The whole chain, so a line logged in a nested span (a db function's)
+                    // still carries the request id of the request span above it.
+                    .with_span_list(true),
             )
             .init(),
     }

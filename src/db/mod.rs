@@ -5,6 +5,7 @@
 //! required argument wherever user data is touched, and take `impl PgExecutor` so that the
 //! caller decides whether they run alone or inside its transaction.
 
+pub mod tasks;
 pub mod users;
 
 use std::time::Duration;
@@ -28,10 +29,14 @@ pub fn connect(config: &DatabaseConfig, statement_timeout: Duration) -> PgPool {
         .connect_options
         .clone()
         // The server enforces the request time limit too: a statement still running after it
-        // (the client has been answered) is cancelled by PostgreSQL, not left to finish.
+        // (the client has already been answered) is cancelled by PostgreSQL, not left to
+        // finish. A second later than the request's own deadline, so that the deadline (which
+        // answers the client properly) fires first.
         .options([(
             "statement_timeout",
-            statement_timeout.as_millis().to_string(),
+            (statement_timeout + Duration::from_secs(1))
+                .as_millis()
+                .to_string(),
         )])
         .application_name("taskql");
     PgPoolOptions::new()

@@ -58,37 +58,66 @@ pub const INTERNAL_MESSAGE: &str = "Internal server error. Quote the errorId whe
 
 impl From<AppError> for async_graphql::Error {
     fn from(err: AppError) -> Self {
-        let (code, message, field) = match &err {
+        let mut extensions = ErrorExtensionValues::default();
+        let (code, message) = match &err {
             AppError::Unauthenticated => (
                 ErrorCode::Unauthenticated,
                 "Authentication required: send a valid token in the Authorization header."
                     .to_owned(),
-                None,
             ),
-            AppError::Forbidden(message) => (ErrorCode::Forbidden, message.to_string(), None),
-            AppError::InvalidInput { field, message } => (
-                ErrorCode::BadUserInput,
-                message.to_string(),
-                Some(field.to_string()),
-            ),
-            AppError::NotFound(_) | AppError::Conflict(_) => {
-                let code = if matches!(err, AppError::NotFound(_)) {
-                    ErrorCode::NotFound
-                } else {
-                    ErrorCode::Conflict
-                };
-                (code, err.to_string(), None)
+            AppError::Forbidden(message) => (ErrorCode::Forbidden, message.to_string()),
+            AppError::InvalidInput { field, message } => {
+                extensions.set("field", field.to_string());
+                (ErrorCode::BadUserInput, message.to_string())
             }
+            AppError::NotFound { what, ids } => {
+                let message = if ids.is_empty() {
+                    format!("No {what} with this id.")
+                } else {
+                    extensions.set(
+                        "ids",
+                        ids.iter()
+                            .map(|id| Value::from(id.as_str()))
+                            .collect::<Vec<_>>(),
+                    );
+                    format!(
+                        "No {what} with these ids: {}. Nothing was changed.",
+                        ids.join(", ")
+                    )
+                };
+                (ErrorCode::NotFound, message)
+            }
+            AppError::Conflict(message) => (ErrorCode::Conflict, message.to_string()),
+            AppError::StaleUpdate { current_updated_at } => {
+                extensions.set(
+                    "currentUpdatedAt",
+                    super::scalars::format_time(*current_updated_at),
+                );
+                (
+                    ErrorCode::Conflict,
+                    "The task was changed after expectedUpdatedAt; nothing was written. Read it again and retry."
+                        .to_owned(),
+                )
+            }
+            // PostgreSQL cancelled the statement (statement_timeout): the request ran too long.
+            AppError::Database(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some("57014") =>
+            {
+                (
+                    ErrorCode::Timeout,
+                    "The request took longer than this server allows and was cancelled.".to_owned(),
+                )
+            }
+            // Every connection stayed busy for the whole acquire timeout: load, not a bug.
+            AppError::Database(sqlx::Error::PoolTimedOut) => (
+                ErrorCode::ServiceUnavailable,
+                "The database is busy; try again shortly.".to_owned(),
+            ),
             AppError::Database(_) | AppError::Internal(_) => return internal(&err),
         };
-        let mut error = async_graphql::Error::new(message);
-        let extensions = error
-            .extensions
-            .get_or_insert_with(ErrorExtensionValues::default);
         extensions.set("code", code.as_str());
-        if let Some(field) = field {
-            extensions.set("field", field);
-        }
+        let mut error = async_graphql::Error::new(message);
+        error.extensions = Some(extensions);
         error
     }
 }

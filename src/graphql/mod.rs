@@ -6,25 +6,39 @@
 //! - [`apq`]: automatic persisted queries.
 //! - [`error`]: the error contract (`extensions.code`, masking of internal errors).
 //! - [`viewer`]: the caller, and the only way resolvers reach a `UserId`.
-//! - [`user`]: the `User` type and the caller's queries.
+//! - [`user`]: the `User` type, the caller's queries, profile mutations.
+//! - [`task`]: the `Task` type, task queries and mutations, statistics.
+//! - [`connection`]: Relay connections and opaque keyset cursors.
+//! - [`inputs`]: filter, order and mutation inputs, parsed into `domain` values.
+//! - [`scalars`]: the `DateTime` scalar.
+//! - [`loaders`]: per-request DataLoaders.
 
 pub mod apq;
+pub mod connection;
 pub mod document;
 pub mod error;
+pub mod inputs;
+pub mod loaders;
 pub mod pipeline;
+pub mod scalars;
+pub mod task;
 pub mod user;
 pub mod viewer;
 
-use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Object, Schema};
+use async_graphql::{EmptySubscription, MergedObject, Object, Schema};
 use sqlx::PgPool;
 
 use crate::config::GraphQLConfig;
 
-pub type AppSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The root of every read.
 #[derive(MergedObject, Default)]
-pub struct Query(MetaQuery, user::UserQuery);
+pub struct Query(MetaQuery, user::UserQuery, task::TaskQuery);
+
+/// The root of every write. Each mutation is one database transaction.
+#[derive(MergedObject, Default)]
+pub struct Mutation(task::TaskMutation, user::UserMutation);
 
 /// Facts about the server itself.
 #[derive(Default)]
@@ -38,8 +52,8 @@ impl MetaQuery {
     }
 }
 
-fn builder() -> async_graphql::SchemaBuilder<Query, EmptyMutation, EmptySubscription> {
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+fn builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
 }
 
 /// The schema served to clients, with its data and limits.
@@ -54,5 +68,8 @@ pub fn build_schema(pool: PgPool, limits: &GraphQLConfig) -> AppSchema {
 
 /// The schema's SDL, as checked in at `schema.graphql`.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    // With `@specifiedBy`, so the file matches what introspection reports.
+    builder()
+        .finish()
+        .sdl_with_options(async_graphql::SDLExportOptions::new().include_specified_by())
 }

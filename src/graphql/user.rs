@@ -1,15 +1,40 @@
-//! The `User` type and the queries about the caller.
+//! The `User` type, the caller's queries, and the mutations on their profile.
 
 use async_graphql::{Context, ID, Object};
-use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 
-use super::viewer::Viewer;
-use crate::{db, error::Result};
+use super::{
+    connection::TaskConnection,
+    inputs::{TaskFilter, TaskOrder, UpdateMeInput},
+    scalars::DateTime,
+    task::{self, TaskStats, page_cost},
+    viewer::Viewer,
+};
+use crate::{
+    auth::UserId,
+    db,
+    error::{AppError, Result},
+};
 
-/// A person using taskql, as their sign-in provider (Better Auth) describes them.
+/// A user. Only the signed-in user is ever visible.
+#[derive(Debug, Clone)]
 pub struct User(pub db::users::User);
 
+impl User {
+    /// The caller's id, checked against this user: a `User` object is always the caller,
+    /// and its lists are the caller's whatever path led to it.
+    async fn own_id<'a>(&self, ctx: &Context<'a>) -> Result<&'a UserId> {
+        let viewer = Viewer::of(ctx)?.user_id().await?;
+        if viewer.as_str() == self.0.id {
+            Ok(viewer)
+        } else {
+            Err(AppError::Forbidden(
+                "Only your own tasks are visible.".into(),
+            ))
+        }
+    }
+}
+
+/// A person using taskql, as their sign-in provider (Better Auth) describes them.
 #[Object]
 impl User {
     /// The user's id, assigned by the sign-in provider. Stable for the life of the account.
@@ -33,13 +58,42 @@ impl User {
     }
 
     /// When taskql first saw this user.
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
     }
 
     /// When the user's profile last changed.
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
+    }
+
+    /// The user's tasks, a page at a time; the same arguments as `Query.tasks`.
+    #[graphql(complexity = "page_cost(first, last) * child_complexity")]
+    #[allow(clippy::too_many_arguments, reason = "the Relay connection arguments")]
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only tasks matching this filter.")] filter: Option<TaskFilter>,
+        #[graphql(desc = "Sort keys, most significant first. Default: createdAt descending.")]
+        order_by: Option<Vec<TaskOrder>>,
+        #[graphql(desc = "Page forward: at most this many tasks (1 to 100, default 20).")]
+        first: Option<i32>,
+        #[graphql(desc = "Page forward: the tasks after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page backward: at most this many tasks (1 to 100).")] last: Option<i32>,
+        #[graphql(desc = "Page backward: the tasks before this cursor.")] before: Option<String>,
+    ) -> Result<TaskConnection> {
+        let user = self.own_id(ctx).await?.clone();
+        task::list(ctx, user, filter, order_by, first, after, last, before).await
+    }
+
+    /// Counts over the user's tasks matching a filter.
+    async fn task_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only count tasks matching this filter.")] filter: Option<TaskFilter>,
+    ) -> Result<TaskStats> {
+        let user = self.own_id(ctx).await?;
+        task::stats(ctx, user, filter).await
     }
 }
 
@@ -51,7 +105,33 @@ impl UserQuery {
     /// The signed-in user: the owner of the token sent with the request.
     async fn me(&self, ctx: &Context<'_>) -> Result<User> {
         let user_id = Viewer::of(ctx)?.user_id().await?;
-        let pool = ctx.data_unchecked::<PgPool>();
-        Ok(User(db::users::get(pool, user_id).await?))
+        Ok(User(db::users::get(Viewer::pool(ctx), user_id).await?))
+    }
+}
+
+#[derive(Default)]
+pub struct UserMutation;
+
+#[Object]
+impl UserMutation {
+    /// Changes the signed-in user's profile. The change stands until the sign-in provider
+    /// reports different profile data in a later token.
+    async fn update_me(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The changes; fields left out are left alone.")] input: UpdateMeInput,
+    ) -> Result<User> {
+        let (name, image) = input.parse()?;
+        let user_id = Viewer::of(ctx)?.user_id().await?;
+        Ok(User(
+            db::users::update_profile(Viewer::pool(ctx), user_id, name, image).await?,
+        ))
+    }
+
+    /// Deletes the signed-in user's data: their profile and, with it, all their tasks. The
+    /// account itself lives with the sign-in provider; a later request starts afresh.
+    async fn delete_me(&self, ctx: &Context<'_>) -> Result<bool> {
+        let user_id = Viewer::of(ctx)?.user_id().await?;
+        db::users::delete(Viewer::pool(ctx), user_id).await
     }
 }

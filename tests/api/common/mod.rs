@@ -9,7 +9,7 @@
 //!   signals, log lines).
 //! - [`keys`]: signing keys of every accepted algorithm, and a JWKS server.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code)]
 
 pub mod keys;
 
@@ -114,6 +114,8 @@ impl TestConfig {
             ("AUTH_JWT_SECRET", TEST_SECRET),
             // Tests share one PostgreSQL with every other test running at the same time.
             ("DATABASE_POOL_SIZE", "4"),
+            // Tests send bursts; the rate-limit tests configure their own budget.
+            ("RATE_LIMIT_PER_MINUTE", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

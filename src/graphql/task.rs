@@ -1,0 +1,349 @@
+//! The `Task` type, task statistics, and the task queries and mutations.
+//!
+//! Every resolver gets the caller's id from the `Viewer` and passes it to `db::tasks`;
+//! no argument can name another user.
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+use sha2::{Digest as _, Sha256};
+
+use super::{
+    connection::{TaskConnection, page_args},
+    inputs::{CreateTaskInput, TaskFilter, TaskOrder, UpdateTaskInput, parse_order, parse_task_id},
+    scalars::DateTime,
+    user::User,
+    viewer::Viewer,
+};
+use crate::{
+    auth::UserId,
+    db,
+    domain::{
+        query::{DEFAULT_PAGE_SIZE, Filter, MAX_PAGE_SIZE},
+        task::NewTask,
+    },
+    error::{AppError, Result},
+};
+
+/// The most ids a bulk mutation takes.
+const MAX_BULK_IDS: usize = 100;
+
+/// A task of the signed-in user.
+#[derive(Debug, Clone)]
+pub struct Task(pub db::tasks::Task);
+
+/// A task: something to do, owned by one user.
+#[Object]
+impl Task {
+    /// The task's id (a UUID). Stable for the life of the task.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// The title (1 to 200 characters).
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    /// Free text about the task (at most 1000 characters).
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    /// Whether the task is done.
+    async fn completed(&self) -> bool {
+        self.0.completed
+    }
+
+    /// The priority, from 1 (lowest) to 5 (highest).
+    async fn priority(&self) -> i32 {
+        i32::from(self.0.priority)
+    }
+
+    /// When the task is due, if ever.
+    async fn due_at(&self) -> Option<DateTime> {
+        self.0.due_at.map(DateTime)
+    }
+
+    /// When the task was completed; null while it is open.
+    async fn completed_at(&self) -> Option<DateTime> {
+        self.0.completed_at.map(DateTime)
+    }
+
+    /// When the task was created.
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+
+    /// When the task last changed. Send it back as `expectedUpdatedAt` to update safely.
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
+    }
+
+    /// The user the task belongs to (always the signed-in user).
+    async fn owner(&self, ctx: &Context<'_>) -> Result<User> {
+        Viewer::of(ctx)?.owner(&self.0.user_id).await.map(User)
+    }
+}
+
+/// Counts over a set of tasks.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct TaskStats {
+    /// How many tasks there are.
+    pub total: i32,
+    /// How many are completed.
+    pub completed: i32,
+    /// How many are open (not completed).
+    pub open: i32,
+    /// How many are open and past their due date.
+    pub overdue: i32,
+    /// How many there are of each priority, from 1 to 5 (always five entries).
+    pub by_priority: Vec<PriorityCount>,
+}
+
+/// How many tasks have one priority.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PriorityCount {
+    /// The priority (1 to 5).
+    pub priority: i32,
+    /// How many tasks have it.
+    pub count: i32,
+}
+
+fn int(count: i64) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
+}
+
+impl From<db::tasks::Stats> for TaskStats {
+    fn from(stats: db::tasks::Stats) -> Self {
+        let by_priority = [
+            stats.priority_1,
+            stats.priority_2,
+            stats.priority_3,
+            stats.priority_4,
+            stats.priority_5,
+        ]
+        .into_iter()
+        .zip(1..)
+        .map(|(count, priority)| PriorityCount {
+            priority,
+            count: int(count),
+        })
+        .collect();
+        Self {
+            total: int(stats.total),
+            completed: int(stats.completed),
+            open: int(stats.total - stats.completed),
+            overdue: int(stats.overdue),
+            by_priority,
+        }
+    }
+}
+
+/// The complexity of a list field: its page size (the `first` or `last` asked for, or the
+/// default) times the complexity of what is selected for each item.
+pub fn page_cost(first: Option<i32>, last: Option<i32>) -> usize {
+    let size = first.or(last).map_or(DEFAULT_PAGE_SIZE as i32, |n| {
+        n.clamp(1, MAX_PAGE_SIZE as i32)
+    });
+    usize::try_from(size).unwrap_or(1)
+}
+
+/// `tasks(…)`, shared by `Query.tasks` and `User.tasks`.
+#[allow(clippy::too_many_arguments, reason = "the Relay connection arguments")]
+pub async fn list(
+    ctx: &Context<'_>,
+    user: UserId,
+    filter: Option<TaskFilter>,
+    order_by: Option<Vec<TaskOrder>>,
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+) -> Result<TaskConnection> {
+    let filter = filter.map_or(Ok(Filter::all()), |filter| filter.parse("filter"))?;
+    let order = parse_order(order_by)?;
+    let args = page_args(
+        &user,
+        filter,
+        order,
+        first,
+        after.as_deref(),
+        last,
+        before.as_deref(),
+    )?;
+    // A client asking only for totalCount gets the count without the page being read.
+    let look = ctx.look_ahead();
+    let rows_wanted = look.field("edges").exists()
+        || look.field("nodes").exists()
+        || look.field("pageInfo").exists();
+    let owners_wanted = look.field("nodes").field("owner").exists()
+        || look.field("edges").field("node").field("owner").exists();
+    TaskConnection::load(ctx, user, args, rows_wanted, owners_wanted).await
+}
+
+/// `taskStats(filter)`, shared by `Query.taskStats` and `User.taskStats`.
+pub async fn stats(
+    ctx: &Context<'_>,
+    user: &UserId,
+    filter: Option<TaskFilter>,
+) -> Result<TaskStats> {
+    let filter = filter.map_or(Ok(Filter::all()), |filter| filter.parse("filter"))?;
+    Ok(db::tasks::stats(Viewer::pool(ctx), user, &filter)
+        .await?
+        .into())
+}
+
+#[derive(Default)]
+pub struct TaskQuery;
+
+#[Object]
+impl TaskQuery {
+    /// One of the signed-in user's tasks; null when no task has this id or it belongs to
+    /// someone else (the two cases cannot be told apart).
+    async fn task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The task's id.")] id: ID,
+    ) -> Result<Option<Task>> {
+        let id = parse_task_id(&id, "id")?;
+        let user = Viewer::of(ctx)?.user_id().await?;
+        Ok(db::tasks::get(Viewer::pool(ctx), user, id).await?.map(Task))
+    }
+
+    /// The signed-in user's tasks, a page at a time (Relay cursor pagination). Newest first
+    /// unless `orderBy` says otherwise.
+    #[graphql(complexity = "page_cost(first, last) * child_complexity")]
+    #[allow(clippy::too_many_arguments, reason = "the Relay connection arguments")]
+    async fn tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only tasks matching this filter.")] filter: Option<TaskFilter>,
+        #[graphql(desc = "Sort keys, most significant first. Default: createdAt descending.")]
+        order_by: Option<Vec<TaskOrder>>,
+        #[graphql(desc = "Page forward: at most this many tasks (1 to 100, default 20).")]
+        first: Option<i32>,
+        #[graphql(desc = "Page forward: the tasks after this cursor.")] after: Option<String>,
+        #[graphql(desc = "Page backward: at most this many tasks (1 to 100).")] last: Option<i32>,
+        #[graphql(desc = "Page backward: the tasks before this cursor.")] before: Option<String>,
+    ) -> Result<TaskConnection> {
+        let user = Viewer::of(ctx)?.user_id().await?.clone();
+        list(ctx, user, filter, order_by, first, after, last, before).await
+    }
+
+    /// Counts over the signed-in user's tasks matching a filter.
+    async fn task_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only count tasks matching this filter.")] filter: Option<TaskFilter>,
+    ) -> Result<TaskStats> {
+        let user = Viewer::of(ctx)?.user_id().await?;
+        stats(ctx, user, filter).await
+    }
+}
+
+/// SHA-256 of a create input, to tell a retry (same input) from a reused key.
+fn digest(task: &NewTask) -> Vec<u8> {
+    let canonical = serde_json::json!([
+        task.title.as_str(),
+        task.description.as_ref().map(|d| d.as_str()),
+        task.priority.value(),
+        task.due_at.map(|t| t.timestamp_micros()),
+        task.completed,
+    ]);
+    Sha256::digest(canonical.to_string().as_bytes()).to_vec()
+}
+
+fn parse_ids(ids: &[ID]) -> Result<Vec<uuid::Uuid>> {
+    if ids.len() > MAX_BULK_IDS {
+        return Err(AppError::invalid(
+            "ids",
+            format!(
+                "At most {MAX_BULK_IDS} ids per request; this one has {}.",
+                ids.len()
+            ),
+        ));
+    }
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| parse_task_id(id, &format!("ids.{i}")))
+        .collect()
+}
+
+#[derive(Default)]
+pub struct TaskMutation;
+
+#[Object]
+impl TaskMutation {
+    /// Creates a task for the signed-in user.
+    async fn create_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new task.")] input: CreateTaskInput,
+    ) -> Result<Task> {
+        let (task, key) = input.parse()?;
+        let user = Viewer::of(ctx)?.user_id().await?;
+        let digest = digest(&task);
+        let idempotency = key.as_deref().map(|key| (key, digest.as_slice()));
+        Ok(Task(
+            db::tasks::create(Viewer::pool(ctx), user, &task, idempotency).await?,
+        ))
+    }
+
+    /// Changes one of the signed-in user's tasks. `NOT_FOUND` when there is no such task (or
+    /// it is someone else's); `CONFLICT` when `expectedUpdatedAt` is stale.
+    async fn update_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The task to change.")] id: ID,
+        #[graphql(desc = "The changes; fields left out are left alone.")] input: UpdateTaskInput,
+    ) -> Result<Task> {
+        let id = parse_task_id(&id, "id")?;
+        let (patch, expected) = input.parse()?;
+        let user = Viewer::of(ctx)?.user_id().await?;
+        Ok(Task(
+            db::tasks::update(Viewer::pool(ctx), user, id, &patch, expected).await?,
+        ))
+    }
+
+    /// Deletes one of the signed-in user's tasks and returns its id (for `cache.evict`).
+    async fn delete_task(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The task to delete.")] id: ID,
+    ) -> Result<ID> {
+        let task_id = parse_task_id(&id, "id")?;
+        let user = Viewer::of(ctx)?.user_id().await?;
+        if db::tasks::delete(Viewer::pool(ctx), user, task_id).await? {
+            Ok(ID(task_id.to_string()))
+        } else {
+            Err(AppError::not_found("task"))
+        }
+    }
+
+    /// Completes (or reopens) several tasks at once, all or nothing: if any id is not one of
+    /// the signed-in user's tasks, nothing changes and the error is `NOT_FOUND` with the
+    /// missing ids in `extensions.ids`. At most 100 ids; returns the tasks in the order given.
+    async fn set_tasks_completed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The tasks to change (at most 100).")] ids: Vec<ID>,
+        #[graphql(desc = "true to complete, false to reopen.")] completed: bool,
+    ) -> Result<Vec<Task>> {
+        let ids = parse_ids(&ids)?;
+        let user = Viewer::of(ctx)?.user_id().await?;
+        let tasks = db::tasks::set_completed(Viewer::pool(ctx), user, &ids, completed).await?;
+        Ok(tasks.into_iter().map(Task).collect())
+    }
+
+    /// Deletes several tasks at once, all or nothing (see `setTasksCompleted`). At most 100
+    /// ids; returns the deleted ids.
+    async fn delete_tasks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The tasks to delete (at most 100).")] ids: Vec<ID>,
+    ) -> Result<Vec<ID>> {
+        let ids = parse_ids(&ids)?;
+        let user = Viewer::of(ctx)?.user_id().await?;
+        let deleted = db::tasks::delete_many(Viewer::pool(ctx), user, &ids).await?;
+        Ok(deleted.into_iter().map(|id| ID(id.to_string())).collect())
+    }
+}
