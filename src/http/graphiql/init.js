@@ -3,7 +3,19 @@
 (function () {
   'use strict';
   var config = JSON.parse(document.getElementById('graphiql-config').textContent);
-  var fetcher = GraphiQL.createFetcher({ url: config.endpoint });
+  var send = GraphiQL.createFetcher({ url: config.endpoint });
+  // The header editor opens with a placeholder ("Bearer <paste a token…>"). Sent as is it
+  // would be an invalid token, which taskql rightly refuses with 401; until the user puts a
+  // real token in, send no Authorization header (anonymous requests may introspect).
+  var fetcher = function (params, options) {
+    var headers = Object.assign({}, (options && options.headers) || {});
+    Object.keys(headers).forEach(function (name) {
+      if (name.toLowerCase() === 'authorization' && String(headers[name]).indexOf('<') !== -1) {
+        delete headers[name];
+      }
+    });
+    return send(params, Object.assign({}, options, { headers: headers }));
+  };
   var props = {
     fetcher: fetcher,
     defaultEditorToolsVisibility: 'headers',

@@ -1,0 +1,342 @@
+// taskql against the clients it exists for, all real and unmodified: Better Auth issuing the
+// tokens, Apollo Client 4 and urql as frontends, graphql-js's introspection tooling, and the
+// GraphiQL page in Debian's Chromium. Nothing is mocked: the release binary, a real
+// PostgreSQL, real HTTP.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { ApolloClient, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql } from '@apollo/client';
+import { relayStylePagination } from '@apollo/client/utilities';
+import { Client, cacheExchange, fetchExchange } from '@urql/core';
+import {
+  buildClientSchema,
+  buildSchema,
+  findBreakingChanges,
+  findDangerousChanges,
+  getIntrospectionQuery,
+  lexicographicSortSchema,
+  printSchema,
+} from 'graphql';
+import { chromium } from 'playwright-core';
+
+import { header, jwtFor, signUp, startBetterAuth } from './lib/better-auth.mjs';
+import { createDatabase, dropDatabase } from './lib/postgres.mjs';
+import { schemaPath, startTaskql } from './lib/taskql.mjs';
+
+const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
+
+let authDb;
+let apiDb;
+let auth;
+let taskql;
+const users = {};
+
+// Whatever happens, the processes this suite started do not outlive it.
+process.on('exit', () => taskql?.kill());
+
+before(async () => {
+  authDb = await createDatabase('interop_betterauth');
+  apiDb = await createDatabase('interop_taskql');
+  // Better Auth's default algorithm first: EdDSA (Ed25519).
+  auth = await startBetterAuth({ dbUrl: authDb.url });
+  taskql = await startTaskql({
+    DATABASE_URL: apiDb.url,
+    AUTH_JWKS_URL: auth.jwksUrl,
+    // Better Auth puts its base URL in both iss and aud.
+    AUTH_ISSUER: auth.baseURL,
+    AUTH_AUDIENCE: auth.baseURL,
+  });
+  for (const name of ['alice', 'bob']) {
+    const session = await signUp(auth.baseURL, {
+      email: `${name}@example.com`,
+      password: `${name}-password-1234`,
+      name,
+    });
+    users[name] = { ...session, token: await jwtFor(auth.baseURL, session.cookie) };
+  }
+});
+
+after(async () => {
+  await taskql?.stop();
+  await auth?.close();
+  if (apiDb) await dropDatabase(apiDb.name);
+  if (authDb) await dropDatabase(authDb.name);
+});
+
+/** A fetch that counts the requests it makes, and how (GET or POST). */
+function countingFetch() {
+  const calls = [];
+  const fn = (input, init = {}) => {
+    calls.push({ method: init.method ?? 'GET', url: String(input) });
+    return fetch(input, init);
+  };
+  return { fn, calls };
+}
+
+function apollo(token, fetchFn = fetch) {
+  return new ApolloClient({
+    link: new HttpLink({ uri: taskql.url, fetch: fetchFn, headers: { authorization: `Bearer ${token}` } }),
+    cache: new InMemoryCache({
+      typePolicies: { Query: { fields: { tasks: relayStylePagination(['filter', 'orderBy']) } } },
+    }),
+  });
+}
+
+const CREATE = gql`
+  mutation Create($input: CreateTaskInput!) {
+    createTask(input: $input) { id title priority completed dueAt updatedAt }
+  }
+`;
+const LIST = gql`
+  query List($filter: TaskFilter, $orderBy: [TaskOrder!], $first: Int, $after: String) {
+    tasks(filter: $filter, orderBy: $orderBy, first: $first, after: $after) {
+      edges { cursor node { id title priority completed } }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      totalCount
+    }
+  }
+`;
+const UPDATE = gql`
+  mutation Update($id: ID!, $input: UpdateTaskInput!) {
+    updateTask(id: $id, input: $input) { id title priority completed updatedAt }
+  }
+`;
+const DELETE = gql`
+  mutation Delete($id: ID!) { deleteTask(id: $id) }
+`;
+
+test('Better Auth tokens (EdDSA, its default) are accepted and name the Better Auth user', async () => {
+  const alice = users.alice;
+  assert.equal(header(alice.token).alg, 'EdDSA');
+  const client = apollo(alice.token);
+  const { data } = await client.query({ query: gql`{ me { id email name } }` });
+  assert.deepEqual(data.me, { __typename: 'User', id: alice.userId, email: 'alice@example.com', name: 'alice' });
+});
+
+test('Apollo Client: create, filter and order, cursor pages, update in the cache, delete, error codes', async () => {
+  const counting = countingFetch();
+  const client = apollo(users.alice.token, counting.fn);
+  const created = [];
+  for (const [title, priority] of [['wash car', 2], ['buy milk', 5], ['call mom', 4], ['pay rent', 5], ['read book', 1]]) {
+    const { data } = await client.mutate({ mutation: CREATE, variables: { input: { title, priority } } });
+    created.push(data.createTask);
+  }
+  await client.mutate({ mutation: CREATE, variables: { input: { title: 'done already', priority: 5, completed: true } } });
+
+  // Open tasks, highest priority first, two at a time; relayStylePagination merges the pages.
+  const variables = {
+    filter: { completed: false },
+    orderBy: [{ field: 'PRIORITY', direction: 'DESC' }, { field: 'TITLE', direction: 'ASC' }],
+    first: 2,
+  };
+  const first = await client.query({ query: LIST, variables });
+  assert.equal(first.data.tasks.totalCount, 5);
+  assert.deepEqual(first.data.tasks.edges.map((e) => e.node.title), ['buy milk', 'pay rent']);
+  assert.equal(first.data.tasks.pageInfo.hasNextPage, true);
+  const watched = client.watchQuery({ query: LIST, variables });
+  const updates = [];
+  const subscription = watched.subscribe({ next: (result) => updates.push(result) });
+  await watched.fetchMore({ variables: { after: first.data.tasks.pageInfo.endCursor } });
+  const merged = client.readQuery({ query: LIST, variables });
+  assert.deepEqual(merged.tasks.edges.map((e) => e.node.title), ['buy milk', 'pay rent', 'call mom', 'wash car']);
+
+  // An update returns the task with its id: the normalized cache updates the list in place,
+  // with no refetch of the list.
+  const before = counting.calls.length;
+  const target = created.find((t) => t.title === 'call mom');
+  await client.mutate({ mutation: UPDATE, variables: { id: target.id, input: { title: 'call mom today' } } });
+  assert.equal(counting.calls.length, before + 1, 'only the mutation went to the server');
+  const cached = client.readQuery({ query: LIST, variables });
+  assert.ok(cached.tasks.edges.some((e) => e.node.title === 'call mom today'), 'the cached list shows the change');
+  assert.ok(updates.some((u) => u.data?.tasks.edges.some((e) => e.node.title === 'call mom today')), 'watchers saw it');
+  subscription.unsubscribe();
+
+  // Delete, then evict by the cache id Apollo derives from __typename + id.
+  const { data: deleted } = await client.mutate({ mutation: DELETE, variables: { id: created[0].id } });
+  assert.equal(deleted.deleteTask, created[0].id);
+  client.cache.evict({ id: client.cache.identify({ __typename: 'Task', id: created[0].id }) });
+  client.cache.gc();
+  const afterDelete = await client.query({ query: LIST, variables: { ...variables, first: 10 }, fetchPolicy: 'network-only' });
+  assert.equal(afterDelete.data.tasks.totalCount, 4);
+
+  // Errors arrive as Apollo errors carrying taskql's code.
+  await assert.rejects(
+    client.mutate({ mutation: UPDATE, variables: { id: target.id, input: { title: '' } } }),
+    (err) => CombinedGraphQLErrors.is(err) && err.errors[0].extensions.code === 'BAD_USER_INPUT' && err.errors[0].extensions.field === 'input.title',
+  );
+  await assert.rejects(
+    client.query({ query: gql`{ noSuchField }` }),
+    (err) => CombinedGraphQLErrors.is(err) && err.errors[0].extensions.code === 'GRAPHQL_VALIDATION_FAILED',
+  );
+  await assert.rejects(
+    apollo('not-a-token').query({ query: gql`{ me { id } }` }),
+    (err) => CombinedGraphQLErrors.is(err) && err.errors[0].extensions.code === 'UNAUTHENTICATED',
+  );
+  await assert.rejects(
+    client.mutate({ mutation: DELETE, variables: { id: created[0].id } }),
+    (err) => CombinedGraphQLErrors.is(err) && err.errors[0].extensions.code === 'NOT_FOUND',
+  );
+});
+
+test('urql with its cache exchange: the same flow, queries sent as GET with operationName', async () => {
+  const counting = countingFetch();
+  const client = new Client({
+    url: taskql.url,
+    exchanges: [cacheExchange, fetchExchange],
+    fetch: counting.fn,
+    fetchOptions: () => ({ headers: { authorization: `Bearer ${users.bob.token}` } }),
+  });
+  const ids = [];
+  for (const title of ['urql one', 'urql two', 'urql three']) {
+    const result = await client.mutation(CREATE, { input: { title, priority: 3 } }).toPromise();
+    assert.equal(result.error, undefined, String(result.error));
+    ids.push(result.data.createTask.id);
+  }
+  const variables = { orderBy: [{ field: 'TITLE', direction: 'DESC' }], first: 2 };
+  const page1 = await client.query(LIST, variables).toPromise();
+  assert.equal(page1.error, undefined, String(page1.error));
+  assert.deepEqual(page1.data.tasks.edges.map((e) => e.node.title), ['urql two', 'urql three']);
+  const page2 = await client.query(LIST, { ...variables, after: page1.data.tasks.pageInfo.endCursor }).toPromise();
+  assert.deepEqual(page2.data.tasks.edges.map((e) => e.node.title), ['urql one']);
+  assert.equal(page2.data.tasks.pageInfo.hasPreviousPage, true);
+  const gets = counting.calls.filter((c) => c.method === 'GET');
+  assert.ok(gets.length >= 2 && gets.every((c) => c.url.includes('operationName=List')), 'urql queried by GET');
+
+  const updated = await client.mutation(UPDATE, { id: ids[0], input: { completed: true } }).toPromise();
+  assert.equal(updated.data.updateTask.completed, true);
+  const deleted = await client.mutation(DELETE, { id: ids[1] }).toPromise();
+  assert.equal(deleted.data.deleteTask, ids[1]);
+  const rest = await client.query(LIST, { first: 10 }, { requestPolicy: 'network-only' }).toPromise();
+  assert.deepEqual(rest.data.tasks.edges.map((e) => e.node.title).sort(), ['urql one', 'urql three']);
+
+  const failed = await client.mutation(UPDATE, { id: ids[1], input: { title: 'gone' } }).toPromise();
+  assert.equal(failed.error.graphQLErrors[0].extensions.code, 'NOT_FOUND');
+});
+
+test("two users, one client each: Bob's client never sees Alice's tasks", async () => {
+  const aliceClient = apollo(users.alice.token);
+  const bobClient = apollo(users.bob.token);
+  const { data } = await aliceClient.mutate({ mutation: CREATE, variables: { input: { title: 'alice private' } } });
+  const aliceTask = data.createTask.id;
+  const bobList = await bobClient.query({ query: LIST, variables: { first: 100 } });
+  const bobIds = bobList.data.tasks.edges.map((e) => e.node.id);
+  assert.ok(!bobIds.includes(aliceTask));
+  assert.ok(bobList.data.tasks.edges.every((e) => e.node.title.startsWith('urql')), 'only Bob\'s own tasks');
+  const direct = await bobClient.query({ query: gql`query($id: ID!) { task(id: $id) { id } }`, variables: { id: aliceTask } });
+  assert.equal(direct.data.task, null);
+  await assert.rejects(
+    bobClient.mutate({ mutation: UPDATE, variables: { id: aliceTask, input: { title: 'mine now' } } }),
+    (err) => CombinedGraphQLErrors.is(err) && err.errors[0].extensions.code === 'NOT_FOUND',
+  );
+});
+
+test('introspection without a token gives exactly the schema in schema.graphql', async () => {
+  const response = await fetch(taskql.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json' },
+    body: JSON.stringify({ query: getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, inputValueDeprecation: true }) }),
+  });
+  assert.equal(response.status, 200);
+  const { data, errors } = await response.json();
+  assert.equal(errors, undefined);
+  const served = buildClientSchema(data);
+  const checkedIn = buildSchema(fs.readFileSync(schemaPath, 'utf8'));
+  // The exact comparison: the served schema printed as SDL is the checked-in file's SDL.
+  assert.equal(printSchema(lexicographicSortSchema(served)), printSchema(lexicographicSortSchema(checkedIn)));
+  // And no change a client could notice, in either direction. async-graphql lists all five
+  // built-in scalars in introspection, while graphql-js keeps only those referenced; the
+  // spec makes built-in scalars part of every schema, so their absence is not a change.
+  const builtIn = /^Standard scalar \w+ was removed because it is not referenced anymore\.$/;
+  const changes = (from, to) =>
+    [...findBreakingChanges(from, to), ...findDangerousChanges(from, to)].filter((c) => !builtIn.test(c.description));
+  assert.deepEqual(changes(checkedIn, served), []);
+  assert.deepEqual(changes(served, checkedIn), []);
+});
+
+test('GraphiQL in Chromium: set the Authorization header, run a query, see the tasks', async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const outside = [];
+    page.on('request', (request) => {
+      if (!request.url().startsWith(taskql.origin) && !request.url().startsWith('data:')) outside.push(request.url());
+    });
+    const failures = [];
+    page.on('response', (response) => {
+      if (response.status() >= 400) failures.push(`${response.status()} ${response.url()}`);
+    });
+    await page.goto(taskql.url);
+    await page.waitForSelector('.graphiql-container', { timeout: 30000 });
+    // GraphiQL fetches the schema on load, before any token is entered: the placeholder in
+    // the header editor must not be sent as a (refused) token.
+    await page.locator('.graphiql-doc-explorer-search, [aria-label="Show Documentation Explorer"]').first().waitFor();
+    await page.waitForLoadState('networkidle');
+    assert.deepEqual(failures, [], 'loading the playground caused no failed request');
+    // Edit both editors as a person would: click, select all, paste. (Setting CodeMirror's
+    // value through its API would bypass GraphiQL's edit handlers.)
+    const paste = async (editor, text) => {
+      await editor.click();
+      await page.keyboard.press('Control+A');
+      await page.keyboard.insertText(text);
+    };
+    const headerEditor = page.locator('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror');
+    await paste(headerEditor, JSON.stringify({ Authorization: `Bearer ${users.alice.token}` }, null, 2));
+    await paste(
+      page.locator('.graphiql-query-editor .CodeMirror'),
+      'query MyTasks {\n  me { email }\n  tasks(first: 50) { totalCount nodes { title } }\n}',
+    );
+    // GraphiQL picks up the edited operation after a short debounce; it records the name it
+    // will send, so wait for that rather than for a fixed time.
+    await page.waitForFunction(() => localStorage.getItem('graphiql:operationName') === 'MyTasks');
+    await page.click('.graphiql-execute-button');
+    // The result pane is a CodeMirror editor, which renders only the lines in view: read its
+    // whole value rather than the DOM text.
+    const resultValue = () => document.querySelector('.result-window .CodeMirror')?.CodeMirror.getValue() ?? '';
+    fs.mkdirSync(artifacts, { recursive: true });
+    try {
+      await page.waitForFunction(
+        () => (document.querySelector('.result-window .CodeMirror')?.CodeMirror.getValue() ?? '').includes('alice private'),
+        undefined,
+        { timeout: 30000 },
+      );
+    } finally {
+      await page.screenshot({ path: path.join(artifacts, 'graphiql.png'), fullPage: true });
+    }
+    const text = await page.evaluate(resultValue);
+    const result = JSON.parse(text);
+    assert.equal(result.data.me.email, 'alice@example.com');
+    const titles = result.data.tasks.nodes.map((n) => n.title);
+    assert.ok(titles.includes('call mom today'), titles.join(', '));
+    assert.ok(!titles.some((t) => t.startsWith('urql')), "Bob's tasks are not Alice's");
+    assert.deepEqual(outside, [], 'the page loaded nothing from outside taskql');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('key rotation: a token from a new ES256 key is accepted without restarting taskql', async () => {
+  const before = await apollo(users.alice.token).query({ query: gql`{ me { id } }` });
+  assert.equal(before.data.me.id, users.alice.userId);
+  const oldKid = header(users.alice.token).kid;
+
+  // Rotate: mint an ES256 key and restart Better Auth (same URL) configured to sign with it.
+  await auth.mintKey('ES256');
+  const port = auth.port;
+  await auth.close();
+  auth = await startBetterAuth({ dbUrl: authDb.url, alg: 'ES256', port });
+  const rotated = await jwtFor(auth.baseURL, users.alice.cookie);
+  assert.equal(header(rotated).alg, 'ES256');
+  assert.notEqual(header(rotated).kid, oldKid);
+
+  const { data } = await apollo(rotated).query({ query: gql`{ me { id email } }` });
+  assert.equal(data.me.id, users.alice.userId);
+  // The old key is still published, so tokens issued before the rotation keep working.
+  const old = await apollo(users.alice.token).query({ query: gql`{ me { id } }`, fetchPolicy: 'network-only' });
+  assert.equal(old.data.me.id, users.alice.userId);
+});
