@@ -57,11 +57,12 @@ pub struct HttpConfig {
 /// Limits and switches of the GraphQL layer (see the README section "GraphQL over HTTP").
 #[derive(Debug, Clone)]
 pub struct GraphQLConfig {
-    /// `GRAPHQL_MAX_DEPTH`: the deepest selection nesting accepted.
+    /// `GRAPHQL_MAX_DEPTH`: the deepest selection nesting accepted; 0 turns the limit off.
     pub max_depth: usize,
-    /// `GRAPHQL_MAX_COMPLEXITY`: the most a document may cost; list fields multiply by their page size.
+    /// `GRAPHQL_MAX_COMPLEXITY`: the most a document may cost (list fields multiply by their
+    /// page size); 0 turns the limit off.
     pub max_complexity: usize,
-    /// `GRAPHQL_MAX_ALIASES`: the most aliases in one document.
+    /// `GRAPHQL_MAX_ALIASES`: the most aliases in one document; 0 turns the limit off.
     pub max_aliases: usize,
     /// `GRAPHQL_MAX_DOCUMENT_BYTES`: the longest query text accepted.
     pub max_document_bytes: usize,
@@ -187,8 +188,8 @@ impl Config {
         };
 
         let graphql = GraphQLConfig {
-            max_depth: env.number("GRAPHQL_MAX_DEPTH", 15, 1..=1000)?,
-            max_complexity: env.number("GRAPHQL_MAX_COMPLEXITY", 10_000, 1..=10_000_000)?,
+            max_depth: env.number("GRAPHQL_MAX_DEPTH", 15, 0..=1000)?,
+            max_complexity: env.number("GRAPHQL_MAX_COMPLEXITY", 10_000, 0..=10_000_000)?,
             max_aliases: env.number("GRAPHQL_MAX_ALIASES", 30, 0..=10_000)?,
             max_document_bytes: env.number(
                 "GRAPHQL_MAX_DOCUMENT_BYTES",

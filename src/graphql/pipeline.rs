@@ -222,7 +222,7 @@ impl Executor {
         }
 
         let aliases = count_aliases(&doc);
-        if aliases > self.limits.max_aliases {
+        if self.limits.max_aliases > 0 && aliases > self.limits.max_aliases {
             return Err(Refusal::one(
                 Failure::Document,
                 ErrorCode::GraphqlValidationFailed,

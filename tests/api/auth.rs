@@ -494,3 +494,30 @@ async fn tokens_never_appear_in_logs() {
     }
     assert!(!log.contains(TEST_SECRET), "the secret reached the log");
 }
+
+/// The background refresh keeps the key set current without any token prompting it: a key
+/// the issuer retires stops being accepted.
+#[tokio::test]
+async fn the_background_refresh_drops_a_retired_key() {
+    let retired = SigningKey::generate(Alg::EdDSA);
+    let current = SigningKey::generate(Alg::EdDSA);
+    let jwks = JwksServer::start(&[&retired, &current]).await;
+    let app = TestApp::spawn_with(
+        TestConfig::new()
+            .unset("AUTH_JWT_SECRET")
+            .set("AUTH_JWKS_URL", &jwks.url)
+            .set("AUTH_JWKS_REFRESH", "100ms"),
+    )
+    .await;
+    let token = retired.sign(&claims("alice"));
+    me(&app, &token).await.ok();
+
+    jwks.publish(&[&current]);
+    // Wait for the issuer to see the next scheduled fetch after the change (an event the
+    // JWKS server counts), then one more so the fetch that saw it has surely completed.
+    let seen = jwks.hits();
+    jwks.wait_for_hits(seen + 2).await;
+    let reply = me(&app, &token).await;
+    assert_refused(&reply, &token, "unknown key");
+    me(&app, &current.sign(&claims("alice"))).await.ok();
+}

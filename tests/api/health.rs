@@ -76,3 +76,53 @@ async fn readyz_reports_pending_migrations() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["reason"], "database migrations pending");
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_keeps_the_callers() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("answer");
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let response = app
+        .client
+        .get(app.url("/graphql?query={apiVersion}"))
+        .header("x-request-id", "trace-me-123")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.headers()["x-request-id"], "trace-me-123");
+}
+
+#[tokio::test]
+async fn large_responses_are_compressed_for_clients_that_accept_it() {
+    let app = TestApp::spawn().await;
+    let introspection = "{ __schema { types { name description fields { name description } } } }";
+    let request = |encoding: Option<&'static str>| {
+        let mut request = app
+            .client
+            .post(app.url("/graphql"))
+            .json(&serde_json::json!({ "query": introspection }));
+        if let Some(encoding) = encoding {
+            request = request.header("accept-encoding", encoding);
+        }
+        request.send()
+    };
+    let plain = request(None).await.expect("answer");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_len = plain.bytes().await.expect("body").len();
+    let gzipped = request(Some("gzip")).await.expect("answer");
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    let gzipped_len = gzipped.bytes().await.expect("body").len();
+    assert!(
+        gzipped_len * 3 < plain_len,
+        "{gzipped_len} bytes gzipped vs {plain_len} plain"
+    );
+}

@@ -202,6 +202,7 @@ pub struct JwksServer {
     pub url: String,
     keys: Arc<Mutex<Value>>,
     hits: Arc<AtomicUsize>,
+    notify: Arc<tokio::sync::Notify>,
 }
 
 impl JwksServer {
@@ -210,6 +211,7 @@ impl JwksServer {
             url: String::new(),
             keys: Arc::new(Mutex::new(Value::Null)),
             hits: Arc::new(AtomicUsize::new(0)),
+            notify: Arc::new(tokio::sync::Notify::new()),
         };
         state.publish(keys);
         let router = Router::new()
@@ -240,9 +242,27 @@ impl JwksServer {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+
+    /// Waits until the server has been asked for its keys `count` times in all; gives up
+    /// (failing the test) after 30 seconds.
+    pub async fn wait_for_hits(&self, count: usize) {
+        let watched = async {
+            loop {
+                if self.hits() >= count {
+                    return;
+                }
+                self.notify.notified().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), watched)
+            .await
+            .expect("the JWKS was fetched in time");
+    }
 }
 
 async fn serve_jwks(State(server): State<JwksServer>) -> Json<Value> {
+    let keys = server.keys.lock().expect("lock").clone();
     server.hits.fetch_add(1, Ordering::SeqCst);
-    Json(server.keys.lock().expect("lock").clone())
+    server.notify.notify_waiters();
+    Json(keys)
 }
