@@ -578,13 +578,26 @@ fn distinct(ids: &[Uuid]) -> Vec<Uuid> {
     ids.iter().copied().filter(|id| seen.insert(*id)).collect()
 }
 
-/// The ids of `wanted` not in `found`, as the client sent them.
-fn missing(wanted: &[Uuid], found: &HashSet<Uuid>) -> Vec<String> {
-    wanted
-        .iter()
-        .filter(|id| !found.contains(id))
-        .map(Uuid::to_string)
-        .collect()
+/// The all-or-nothing rule of the bulk mutations: commits when every wanted id was one of
+/// the caller's tasks; otherwise rolls back and names the ids not found.
+async fn commit_if_all_found(
+    tx: sqlx::Transaction<'_, Postgres>,
+    wanted: &[Uuid],
+    found: &HashSet<Uuid>,
+) -> Result<()> {
+    if found.len() == wanted.len() {
+        tx.commit().await?;
+        return Ok(());
+    }
+    tx.rollback().await?;
+    Err(AppError::NotFound {
+        what: "task",
+        ids: wanted
+            .iter()
+            .filter(|id| !found.contains(id))
+            .map(Uuid::to_string)
+            .collect(),
+    })
 }
 
 /// Sets `completed` on several of the caller's tasks, all or none: if any id is not one of
@@ -607,14 +620,7 @@ pub async fn set_completed(
     .fetch_all(&mut *tx)
     .await?;
     let found: HashSet<Uuid> = updated.iter().map(|task| task.id).collect();
-    if found.len() != ids.len() {
-        tx.rollback().await?;
-        return Err(AppError::NotFound {
-            what: "task",
-            ids: missing(&ids, &found),
-        });
-    }
-    tx.commit().await?;
+    commit_if_all_found(tx, &ids, &found).await?;
     let mut by_id: std::collections::HashMap<Uuid, Task> =
         updated.into_iter().map(|t| (t.id, t)).collect();
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
@@ -632,14 +638,7 @@ pub async fn delete_many(pool: &PgPool, user: &UserId, ids: &[Uuid]) -> Result<V
             .fetch_all(&mut *tx)
             .await?;
     let found: HashSet<Uuid> = deleted.into_iter().collect();
-    if found.len() != ids.len() {
-        tx.rollback().await?;
-        return Err(AppError::NotFound {
-            what: "task",
-            ids: missing(&ids, &found),
-        });
-    }
-    tx.commit().await?;
+    commit_if_all_found(tx, &ids, &found).await?;
     Ok(ids)
 }
 

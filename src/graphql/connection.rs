@@ -163,6 +163,15 @@ pub fn page_args(
         order: &order,
         filter: &filter,
     };
+    let page = |direction, size, cursor: Option<&str>, field| -> Result<PageRequest> {
+        Ok(PageRequest {
+            direction,
+            size,
+            cursor: cursor
+                .map(|cursor| decode(cursor, field, &scope))
+                .transpose()?,
+        })
+    };
     let page = match (first, after, last, before) {
         (Some(_), _, Some(_), _) => {
             return Err(AppError::invalid(
@@ -189,27 +198,9 @@ pub fn page_args(
             ));
         }
         (_, _, Some(_), _) | (None, None, None, Some(_)) => {
-            let cursor = match before {
-                Some(cursor) => Some(decode(cursor, "before", &scope)?),
-                None => None,
-            };
-            PageRequest {
-                direction: Direction::Backward,
-                size: size(last, "last")?,
-                cursor,
-            }
+            page(Direction::Backward, size(last, "last")?, before, "before")?
         }
-        (_, _, None, None) => {
-            let cursor = match after {
-                Some(cursor) => Some(decode(cursor, "after", &scope)?),
-                None => None,
-            };
-            PageRequest {
-                direction: Direction::Forward,
-                size: size(first, "first")?,
-                cursor,
-            }
-        }
+        (_, _, None, None) => page(Direction::Forward, size(first, "first")?, after, "after")?,
     };
     Ok(ListArgs {
         filter,

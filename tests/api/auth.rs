@@ -446,23 +446,12 @@ fn base64_json(value: &Value) -> String {
 /// parts) to the log.
 #[tokio::test]
 async fn tokens_never_appear_in_logs() {
-    use std::{collections::HashMap, time::Duration};
+    use std::time::Duration;
 
     use crate::common::{Process, TestDb};
 
     let db = TestDb::create().await;
-    let env: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("PORT", "0"),
-        ("LOG_FORMAT", "json"),
-        ("AUTH_JWT_SECRET", TEST_SECRET),
-        ("RUST_LOG", "trace"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let mut server = Process::spawn(&["serve"], &env);
-    let addr = server.wait_until_listening();
+    let (mut server, addr) = Process::serve(&db, &[("RUST_LOG", "trace")]);
 
     let valid = keys::hs256_token(TEST_SECRET, &claims("alice"));
     let forged = keys::hs256_token("not-the-secret-0123456789-abcdefghijkl", &claims("alice"));

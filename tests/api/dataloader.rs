@@ -4,11 +4,11 @@
 //! Counted in the real binary's own logs: sqlx logs every statement it runs (target
 //! `sqlx::query`, debug level), inside the span of the request that ran it.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Process, TEST_SECRET, TestApp, TestDb, keys};
+use crate::common::{Process, TEST_SECRET, TestDb, keys, post};
 
 /// Runs `query` and returns how many SQL statements the server logged for it.
 async fn statements_for(
@@ -17,13 +17,7 @@ async fn statements_for(
     token: &str,
     query: &str,
 ) -> usize {
-    let reply = TestApp::reply(
-        reqwest::Client::new()
-            .post(format!("http://{addr}/graphql"))
-            .bearer_auth(token)
-            .json(&json!({ "query": query })),
-    )
-    .await;
+    let reply = post(addr, Some(token), query).await;
     reply.ok();
     let request_id = reply
         .header("x-request-id")
@@ -43,19 +37,7 @@ async fn statements_for(
 #[tokio::test]
 async fn a_page_with_owners_costs_the_same_statements_at_any_size() {
     let db = TestDb::create().await;
-    let env: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("PORT", "0"),
-        ("LOG_FORMAT", "json"),
-        ("AUTH_JWT_SECRET", TEST_SECRET),
-        ("RATE_LIMIT_PER_MINUTE", "0"),
-        ("RUST_LOG", "info,sqlx::query=debug"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let mut server = Process::spawn(&["serve"], &env);
-    let addr = server.wait_until_listening();
+    let (mut server, addr) = Process::serve(&db, &[("RUST_LOG", "info,sqlx::query=debug")]);
     let token = keys::hs256_token(TEST_SECRET, &keys::claims("alice"));
 
     let client = reqwest::Client::new();

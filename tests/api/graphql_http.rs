@@ -1,7 +1,7 @@
 //! GraphQL over HTTP: methods, media types, status codes, batches, limits, persisted queries,
 //! introspection, rate limits, error masking and the playground, each through real requests.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -572,17 +572,7 @@ async fn cors_answers_allowed_origins_with_credentials_and_ignores_others() {
 #[tokio::test]
 async fn internal_errors_are_masked_and_logged_with_an_error_id() {
     let db = TestDb::create().await;
-    let env: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("PORT", "0"),
-        ("LOG_FORMAT", "json"),
-        ("AUTH_JWT_SECRET", crate::common::TEST_SECRET),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let mut server = Process::spawn(&["serve"], &env);
-    let addr = server.wait_until_listening();
+    let (mut server, addr) = Process::serve(&db, &[]);
 
     let pool = db.pool().await;
     sqlx::query("alter table users rename column email to email_address")
@@ -594,13 +584,7 @@ async fn internal_errors_are_masked_and_logged_with_an_error_id() {
         crate::common::TEST_SECRET,
         &crate::common::keys::claims("alice"),
     );
-    let reply = TestApp::reply(
-        reqwest::Client::new()
-            .post(format!("http://{addr}/graphql"))
-            .bearer_auth(&token)
-            .json(&json!({ "query": "{ me { id email } }" })),
-    )
-    .await;
+    let reply = crate::common::post(addr, Some(&token), "{ me { id email } }").await;
     assert_eq!(
         reply.status,
         StatusCode::OK,

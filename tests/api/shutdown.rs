@@ -1,7 +1,6 @@
 //! Graceful shutdown of the real binary.
 
 use std::{
-    collections::HashMap,
     io::{Read as _, Write as _},
     net::TcpStream,
     time::Duration,
@@ -17,18 +16,7 @@ use crate::common::{Process, TestDb};
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish() {
     let db = TestDb::create().await;
-    let env: HashMap<String, String> = [
-        ("DATABASE_URL", db.url.as_str()),
-        ("PORT", "0"),
-        ("LOG_FORMAT", "json"),
-        ("AUTH_JWT_SECRET", crate::common::TEST_SECRET),
-        ("RUST_LOG", "info,tower_http=debug"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let mut server = Process::spawn(&["serve"], &env);
-    let addr = server.wait_until_listening();
+    let (mut server, addr) = Process::serve(&db, &[("RUST_LOG", "info,tower_http=debug")]);
 
     let body = r#"{"query":"{ apiVersion }"}"#;
     let (first, rest) = body.split_at(10);

@@ -353,6 +353,26 @@ impl Process {
         }
     }
 
+    /// `taskql serve` on `db` in secret mode (the test secret), on a random port, with
+    /// `extra` variables; returns once it is listening.
+    pub fn serve(db: &TestDb, extra: &[(&str, &str)]) -> (Self, SocketAddr) {
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("PORT", "0"),
+            ("LOG_FORMAT", "json"),
+            ("AUTH_JWT_SECRET", TEST_SECRET),
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.retain(|_, v| !v.is_empty());
+        let mut process = Self::spawn(&["serve"], &env);
+        let addr = process.wait_until_listening();
+        (process, addr)
+    }
+
     /// Reads output lines until one satisfies `pred`; panics after `limit` (a hang guard, not
     /// a synchronisation: the line is an event the process reports).
     pub fn wait_for_line(&mut self, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
@@ -409,6 +429,17 @@ impl Process {
             .expect("kill");
         assert!(status.success());
     }
+}
+
+/// POSTs one GraphQL operation to a server started with [`Process::serve`].
+pub async fn post(addr: SocketAddr, token: Option<&str>, query: &str) -> Reply {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({ "query": query }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    TestApp::reply(request).await
 }
 
 impl Drop for Process {
