@@ -66,12 +66,13 @@ pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
         .connect()
         .await
         .context("could not connect to PostgreSQL to check that the database exists")?;
-    let exists: bool =
-        sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await
-            .context("could not check whether the database exists")?;
+    let exists = sqlx::query_scalar!(
+        r#"select exists (select from pg_database where datname = $1) as "exists!""#,
+        name
+    )
+    .fetch_one(&mut admin)
+    .await
+    .context("could not check whether the database exists")?;
     if !exists {
         // Identifiers cannot be bound as parameters; quote it the way PostgreSQL's
         // quote_ident does, doubling any embedded quote.
@@ -113,6 +114,7 @@ pub enum NotReady {
 /// Checks that the database answers and that every embedded migration has been applied.
 pub async fn readiness(pool: &PgPool) -> Result<(), NotReady> {
     let latest_embedded = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    // A runtime query on purpose: the table may not exist yet, which is one of the answers.
     let applied: Option<i64> =
         sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
             .fetch_one(pool)

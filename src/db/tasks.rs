@@ -44,11 +44,14 @@ const COLUMNS: &str = "id, user_id, title, description, completed, priority, due
 
 /// One of the caller's tasks.
 pub async fn get(executor: impl PgExecutor<'_>, user: &UserId, id: Uuid) -> Result<Option<Task>> {
-    Ok(sqlx::query_as::<_, Task>(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from tasks where id = $1 and user_id = $2"
-    )))
-    .bind(id)
-    .bind(user.as_str())
+    Ok(sqlx::query_as!(
+        Task,
+        "select id, user_id, title, description, completed, priority, due_at, completed_at,
+                created_at, updated_at
+         from tasks where id = $1 and user_id = $2",
+        id,
+        user.as_str()
+    )
     .fetch_optional(executor)
     .await?)
 }
@@ -404,18 +407,20 @@ fn escape_like(text: &str) -> String {
 
 /// Inserts a task for the caller.
 pub async fn insert(executor: impl PgExecutor<'_>, user: &UserId, task: &NewTask) -> Result<Task> {
-    Ok(sqlx::query_as::<_, Task>(sqlx::AssertSqlSafe(format!(
+    Ok(sqlx::query_as!(
+        Task,
         "insert into tasks (id, user_id, title, description, priority, due_at, completed)
          values ($1, $2, $3, $4, $5, $6, $7)
-         returning {COLUMNS}"
-    )))
-    .bind(Uuid::now_v7())
-    .bind(user.as_str())
-    .bind(task.title.as_str())
-    .bind(task.description.as_ref().map(|d| d.as_str()))
-    .bind(task.priority.value())
-    .bind(task.due_at)
-    .bind(task.completed)
+         returning id, user_id, title, description, completed, priority, due_at, completed_at,
+                   created_at, updated_at",
+        Uuid::now_v7(),
+        user.as_str(),
+        task.title.as_str(),
+        task.description.as_ref().map(|d| d.as_str()),
+        task.priority.value(),
+        task.due_at,
+        task.completed
+    )
     .fetch_one(executor)
     .await?)
 }
@@ -436,15 +441,15 @@ pub async fn create(
     }
     let mut tx = pool.begin().await?;
     let created = insert(&mut *tx, user, task).await?;
-    let stored = sqlx::query(
+    let stored = sqlx::query!(
         "insert into task_idempotency_keys (user_id, idempotency_key, task_id, request_digest)
          values ($1, $2, $3, $4)
          on conflict (user_id, idempotency_key) do nothing",
+        user.as_str(),
+        key,
+        created.id,
+        digest
     )
-    .bind(user.as_str())
-    .bind(key)
-    .bind(created.id)
-    .bind(digest)
     .execute(&mut *tx)
     .await?;
     if stored.rows_affected() == 1 {
@@ -461,9 +466,6 @@ pub async fn create(
     })
 }
 
-/// How long an idempotency key is honoured: long enough for any client retry.
-const IDEMPOTENCY_WINDOW: &str = "24 hours";
-
 /// The task an earlier create with this key made, if the key is still live. The same key
 /// with a different input is a client bug, reported as a conflict rather than guessed at.
 async fn remembered(
@@ -472,32 +474,33 @@ async fn remembered(
     key: &str,
     digest: &[u8],
 ) -> Result<Option<Task>> {
-    let found: Option<(Uuid, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    // A key is honoured for 24 hours: long enough for any client retry.
+    let found = sqlx::query!(
         "select task_id, request_digest from task_idempotency_keys
-         where user_id = $1 and idempotency_key = $2 and created_at > now() - interval '{IDEMPOTENCY_WINDOW}'"
-    )))
-    .bind(user.as_str())
-    .bind(key)
+         where user_id = $1 and idempotency_key = $2 and created_at > now() - interval '24 hours'",
+        user.as_str(),
+        key
+    )
     .fetch_optional(pool)
     .await?;
-    let Some((task_id, stored_digest)) = found else {
+    let Some(found) = found else {
         // An expired key may be reused: forget it so the new create can record itself.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        sqlx::query!(
             "delete from task_idempotency_keys
-             where user_id = $1 and idempotency_key = $2 and created_at <= now() - interval '{IDEMPOTENCY_WINDOW}'"
-        )))
-        .bind(user.as_str())
-        .bind(key)
+             where user_id = $1 and idempotency_key = $2 and created_at <= now() - interval '24 hours'",
+            user.as_str(),
+            key
+        )
         .execute(pool)
         .await?;
         return Ok(None);
     };
-    if stored_digest != digest {
+    if found.request_digest != digest {
         return Err(AppError::Conflict(
             "This idempotency key was already used for a different task.".into(),
         ));
     }
-    get(pool, user, task_id).await
+    get(pool, user, found.task_id).await
 }
 
 /// Applies `patch` to one of the caller's tasks. With `expected`, only if the task's
@@ -564,11 +567,13 @@ pub async fn update(
 
 /// Deletes one of the caller's tasks; false when there was none.
 pub async fn delete(executor: impl PgExecutor<'_>, user: &UserId, id: Uuid) -> Result<bool> {
-    let deleted = sqlx::query("delete from tasks where id = $1 and user_id = $2")
-        .bind(id)
-        .bind(user.as_str())
-        .execute(executor)
-        .await?;
+    let deleted = sqlx::query!(
+        "delete from tasks where id = $1 and user_id = $2",
+        id,
+        user.as_str()
+    )
+    .execute(executor)
+    .await?;
     Ok(deleted.rows_affected() == 1)
 }
 
@@ -611,12 +616,15 @@ pub async fn set_completed(
 ) -> Result<Vec<Task>> {
     let ids = distinct(ids);
     let mut tx = pool.begin().await?;
-    let updated: Vec<Task> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "update tasks set completed = $3 where user_id = $1 and id = any($2) returning {COLUMNS}"
-    )))
-    .bind(user.as_str())
-    .bind(&ids)
-    .bind(completed)
+    let updated = sqlx::query_as!(
+        Task,
+        "update tasks set completed = $3 where user_id = $1 and id = any($2)
+         returning id, user_id, title, description, completed, priority, due_at, completed_at,
+                   created_at, updated_at",
+        user.as_str(),
+        &ids,
+        completed
+    )
     .fetch_all(&mut *tx)
     .await?;
     let found: HashSet<Uuid> = updated.iter().map(|task| task.id).collect();
@@ -631,12 +639,13 @@ pub async fn set_completed(
 pub async fn delete_many(pool: &PgPool, user: &UserId, ids: &[Uuid]) -> Result<Vec<Uuid>> {
     let ids = distinct(ids);
     let mut tx = pool.begin().await?;
-    let deleted: Vec<Uuid> =
-        sqlx::query_scalar("delete from tasks where user_id = $1 and id = any($2) returning id")
-            .bind(user.as_str())
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
+    let deleted = sqlx::query_scalar!(
+        "delete from tasks where user_id = $1 and id = any($2) returning id",
+        user.as_str(),
+        &ids
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let found: HashSet<Uuid> = deleted.into_iter().collect();
     commit_if_all_found(tx, &ids, &found).await?;
     Ok(ids)

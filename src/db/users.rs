@@ -28,7 +28,7 @@ pub struct User {
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 pub async fn sync(pool: &PgPool, identity: &Identity) -> Result<()> {
     let digest = claims_digest(identity);
-    let result = sqlx::query(
+    let result = sqlx::query!(
         r#"
         insert into users (id, email, name, image, claims_digest)
         select $1, $2, $3, $4, $5
@@ -39,12 +39,12 @@ pub async fn sync(pool: &PgPool, identity: &Identity) -> Result<()> {
                 claims_digest = excluded.claims_digest
             where users.claims_digest is distinct from excluded.claims_digest
         "#,
+        identity.user_id.as_str(),
+        identity.email,
+        identity.name.as_deref(),
+        identity.image.as_deref(),
+        digest,
     )
-    .bind(identity.user_id.as_str())
-    .bind(&identity.email)
-    .bind(&identity.name)
-    .bind(&identity.image)
-    .bind(&digest)
     .execute(pool)
     .await;
 
@@ -55,14 +55,14 @@ pub async fn sync(pool: &PgPool, identity: &Identity) -> Result<()> {
             // (ids differ), so one row is stale, and we cannot tell which. A known user keeps
             // their stored email and gets the rest of the update; a new user cannot be stored
             // without one, and gets a clear conflict instead of a failure.
-            let updated = sqlx::query(
+            let updated = sqlx::query!(
                 "update users set name = $2, image = $3, claims_digest = $4
                  where id = $1 and claims_digest is distinct from $4",
+                identity.user_id.as_str(),
+                identity.name.as_deref(),
+                identity.image.as_deref(),
+                digest,
             )
-            .bind(identity.user_id.as_str())
-            .bind(&identity.name)
-            .bind(&identity.image)
-            .bind(&digest)
             .execute(pool)
             .await?;
             let known = updated.rows_affected() > 0 || exists(pool, &identity.user_id).await?;
@@ -90,20 +90,21 @@ fn claims_digest(identity: &Identity) -> Vec<u8> {
 }
 
 async fn exists(executor: impl PgExecutor<'_>, id: &UserId) -> Result<bool> {
-    Ok(
-        sqlx::query_scalar("select exists (select from users where id = $1)")
-            .bind(id.as_str())
-            .fetch_one(executor)
-            .await?,
+    Ok(sqlx::query_scalar!(
+        r#"select exists (select from users where id = $1) as "exists!""#,
+        id.as_str()
     )
+    .fetch_one(executor)
+    .await?)
 }
 
 /// The caller's own row.
 pub async fn get(executor: impl PgExecutor<'_>, id: &UserId) -> Result<User> {
-    sqlx::query_as::<_, User>(
+    sqlx::query_as!(
+        User,
         "select id, email, name, image, created_at, updated_at from users where id = $1",
+        id.as_str()
     )
-    .bind(id.as_str())
     .fetch_optional(executor)
     .await?
     .ok_or(AppError::not_found("user"))
@@ -117,12 +118,13 @@ pub async fn get_many(
     ids: &[String],
 ) -> Result<Vec<User>> {
     // A bound array, not an IN list built from the keys.
-    Ok(sqlx::query_as::<_, User>(
+    Ok(sqlx::query_as!(
+        User,
         "select id, email, name, image, created_at, updated_at from users
          where id = any($1) and id = $2",
+        ids,
+        viewer.as_str()
     )
-    .bind(ids)
-    .bind(viewer.as_str())
     .fetch_all(executor)
     .await?)
 }
@@ -135,18 +137,19 @@ pub async fn update_profile(
     name: Option<Option<String>>,
     image: Option<Option<String>>,
 ) -> Result<User> {
-    sqlx::query_as::<_, User>(
+    sqlx::query_as!(
+        User,
         "update users set
              name = case when $2 then $3 else name end,
              image = case when $4 then $5 else image end
          where id = $1
          returning id, email, name, image, created_at, updated_at",
+        user.as_str(),
+        name.is_some(),
+        name.flatten(),
+        image.is_some(),
+        image.flatten()
     )
-    .bind(user.as_str())
-    .bind(name.is_some())
-    .bind(name.flatten())
-    .bind(image.is_some())
-    .bind(image.flatten())
     .fetch_optional(executor)
     .await?
     .ok_or(AppError::not_found("user"))
@@ -155,8 +158,7 @@ pub async fn update_profile(
 /// Deletes the caller and, by cascade, all their tasks. Their next request with a valid token
 /// starts afresh (the sign-in provider still knows them).
 pub async fn delete(executor: impl PgExecutor<'_>, user: &UserId) -> Result<bool> {
-    let deleted = sqlx::query("delete from users where id = $1")
-        .bind(user.as_str())
+    let deleted = sqlx::query!("delete from users where id = $1", user.as_str())
         .execute(executor)
         .await?;
     Ok(deleted.rows_affected() == 1)
