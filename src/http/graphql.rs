@@ -101,9 +101,9 @@ pub async fn post(
         Ok(viewer) => viewer,
         Err(response) => return response,
     };
-    let body = match read_body(body, state.config.http.max_body_bytes).await {
+    let body = match read_body(body, state.config.http.max_body_bytes, media).await {
         Ok(body) => body,
-        Err(response) => return response.with_media(media),
+        Err(response) => return response,
     };
     let json: Json = match serde_json::from_slice(&body) {
         Ok(json) => json,
@@ -348,19 +348,6 @@ fn not_acceptable() -> Response {
     )
 }
 
-/// A response built before the media type was known, adjusted once it is.
-trait WithMedia {
-    fn with_media(self, media: MediaType) -> Response;
-}
-
-impl WithMedia for Response {
-    fn with_media(mut self, media: MediaType) -> Response {
-        self.headers_mut()
-            .insert(header::CONTENT_TYPE, media.header_value());
-        self
-    }
-}
-
 fn is_json_content(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -382,32 +369,28 @@ fn is_json_content(headers: &HeaderMap) -> bool {
     })
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || {
-        error(
-            MediaType::Json,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::BadRequest,
-            &format!("The request body is larger than this server accepts ({limit} bytes)."),
-        )
-    };
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(bytes),
-        Err(err) => {
-            let over_limit = std::error::Error::source(&err)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if over_limit {
-                Err(too_large())
-            } else {
-                Err(error(
-                    MediaType::Json,
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::BadRequest,
-                    "The request body could not be read.",
-                ))
-            }
+async fn read_body(body: Body, limit: usize, media: MediaType) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let over_limit = std::error::Error::source(&err)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            let message =
+                format!("The request body is larger than this server accepts ({limit} bytes).");
+            error(
+                media,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BadRequest,
+                &message,
+            )
+        } else {
+            error(
+                media,
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "The request body could not be read.",
+            )
         }
-    }
+    })
 }
 
 /// Reads the GraphQL parameters of a POST body object, checking each one's JSON type.
