@@ -171,3 +171,124 @@ pub fn missing_required_variables(
 fn display_type(ty: &Positioned<Type>) -> String {
     ty.node.to_string()
 }
+
+/// Makes variables that the operation declares but the request did not send (and that have
+/// no default) mean "absent" inside input objects, as the GraphQL spec's input coercion says.
+///
+/// async-graphql 7 reads `input: { description: $d }` with `$d` omitted as `description: null`,
+/// which for a partial update would clear the field. Removing such entries from the document
+/// restores the spec's meaning. A declaration left without any use is removed too, so that
+/// validation does not report it as unused.
+pub fn drop_omitted_variables(
+    doc: &mut ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &serde_json::Map<String, serde_json::Value>,
+) {
+    let omitted: HashSet<String> = match select_operation(doc, operation_name) {
+        Ok(op) => op
+            .variable_definitions
+            .iter()
+            .map(|def| &def.node)
+            .filter(|def| {
+                def.default_value.is_none() && !variables.contains_key(def.name.node.as_str())
+            })
+            .map(|def| def.name.node.to_string())
+            .collect(),
+        Err(_) => return,
+    };
+    if omitted.is_empty() {
+        return;
+    }
+    for set in selection_sets_mut(doc) {
+        for_each_field_mut(set, &mut |field| {
+            for (_, value) in &mut field.arguments {
+                drop_omitted_entries(&mut value.node, &omitted);
+            }
+        });
+    }
+    let mut used = HashSet::new();
+    for set in selection_sets(doc) {
+        for_each_field(set, &mut |field| {
+            for (_, value) in &field.arguments {
+                collect_variables(&value.node, &mut used);
+            }
+        });
+    }
+    let op = match &mut doc.operations {
+        DocumentOperations::Single(op) => Some(&mut op.node),
+        DocumentOperations::Multiple(ops) => match operation_name {
+            Some(name) => ops.get_mut(name).map(|op| &mut op.node),
+            None => ops.values_mut().next().map(|op| &mut op.node),
+        },
+    };
+    if let Some(op) = op {
+        op.variable_definitions.retain(|def| {
+            let name = def.node.name.node.as_str();
+            !omitted.contains(name) || used.contains(name)
+        });
+    }
+}
+
+fn drop_omitted_entries(value: &mut Value, omitted: &HashSet<String>) {
+    match value {
+        Value::Object(fields) => {
+            fields.retain(|_, field| !matches!(field, Value::Variable(name) if omitted.contains(name.as_str())));
+            fields
+                .values_mut()
+                .for_each(|field| drop_omitted_entries(field, omitted));
+        }
+        Value::List(items) => items
+            .iter_mut()
+            .for_each(|item| drop_omitted_entries(item, omitted)),
+        _ => {}
+    }
+}
+
+fn collect_variables(value: &Value, into: &mut HashSet<String>) {
+    match value {
+        Value::Variable(name) => {
+            into.insert(name.to_string());
+        }
+        Value::List(items) => items.iter().for_each(|item| collect_variables(item, into)),
+        Value::Object(fields) => fields
+            .values()
+            .for_each(|field| collect_variables(field, into)),
+        _ => {}
+    }
+}
+
+fn selection_sets_mut(doc: &mut ExecutableDocument) -> Vec<&mut SelectionSet> {
+    let operations: Vec<&mut SelectionSet> = match &mut doc.operations {
+        DocumentOperations::Single(op) => vec![&mut op.node.selection_set.node],
+        DocumentOperations::Multiple(ops) => ops
+            .values_mut()
+            .map(|op| &mut op.node.selection_set.node)
+            .collect(),
+    };
+    operations
+        .into_iter()
+        .chain(
+            doc.fragments
+                .values_mut()
+                .map(|f| &mut f.node.selection_set.node),
+        )
+        .collect()
+}
+
+fn for_each_field_mut(
+    set: &mut SelectionSet,
+    visit: &mut impl FnMut(&mut async_graphql::parser::types::Field),
+) {
+    for selection in &mut set.items {
+        match &mut selection.node {
+            Selection::Field(field) => {
+                visit(&mut field.node);
+                for_each_field_mut(&mut field.node.selection_set.node, visit);
+            }
+            Selection::InlineFragment(fragment) => {
+                for_each_field_mut(&mut fragment.node.selection_set.node, visit)
+            }
+            Selection::FragmentSpread(_) => {}
+        }
+    }
+}

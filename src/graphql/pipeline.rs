@@ -199,7 +199,7 @@ impl Executor {
             ));
         }
 
-        let doc = parse_query(&query).map_err(|err| {
+        let mut doc = parse_query(&query).map_err(|err| {
             let mut error = ServerError::from(err);
             error.message = syntax_error_message(&error.message);
             set_code(&mut error, ErrorCode::GraphqlParseFailed);
@@ -254,6 +254,7 @@ impl Executor {
             return Err(Refusal::new(Failure::Document, missing));
         }
 
+        document::drop_omitted_variables(&mut doc, operation_name.as_deref(), &variables);
         let variable_positions = document::variable_argument_positions(&doc);
         let mut request = async_graphql::Request::new(query)
             .variables(Variables::from_json(Json::Object(variables)))

@@ -683,3 +683,42 @@ async fn nested_lists_are_priced_by_their_page_sizes() {
     assert_eq!(reply.code(), Some("GRAPHQL_VALIDATION_FAILED"));
     assert!(reply.message().contains("too complex"));
 }
+
+/// A variable that is declared but not sent leaves the input field it feeds absent (GraphQL
+/// spec, input object coercion), so it keeps its value; `null` sent explicitly clears it.
+#[tokio::test]
+async fn an_omitted_variable_leaves_its_input_field_alone() {
+    let app = TestApp::spawn().await;
+    let alice = app.token_for("alice");
+    let task = create(
+        &app,
+        &alice,
+        json!({ "title": "keep", "description": "notes", "dueAt": "2027-01-01T00:00:00Z" }),
+    )
+    .await;
+    let id = task["id"].as_str().expect("id");
+    let mutation = "mutation($id: ID!, $title: String, $description: String, $due: DateTime) {
+        updateTask(id: $id, input: { title: $title, description: $description, dueAt: $due, priority: 4 }) {
+          title description dueAt priority
+        }
+      }";
+    let reply = app.gql(Some(&alice), mutation, json!({ "id": id })).await;
+    assert_eq!(
+        reply.ok()["updateTask"],
+        json!({ "title": "keep", "description": "notes", "dueAt": task["dueAt"], "priority": 4 }),
+        "omitted variables changed nothing"
+    );
+    let reply = app
+        .gql(
+            Some(&alice),
+            mutation,
+            json!({ "id": id, "description": null }),
+        )
+        .await;
+    assert_eq!(
+        reply.ok()["updateTask"]["description"],
+        Value::Null,
+        "an explicit null clears"
+    );
+    assert_eq!(reply.ok()["updateTask"]["title"], "keep");
+}
