@@ -9,9 +9,9 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::Verifier,
-    config::Config,
-    db,
-    graphql::{self, apq::MemoryStore, pipeline::Executor},
+    config::{AuthMode, Config},
+    db::{self, health::Health},
+    graphql::{self, apq::MemoryStore, cursor::CursorKeys, pipeline::Executor},
     http::{self, AppState, Shared, rate_limit::RateLimit},
 };
 
@@ -40,11 +40,14 @@ impl App {
                  Auth. Set AUTH_JWKS_URL (or AUTH_JWT_SECRET) before exposing this server."
             );
         }
-        let schema = graphql::build_schema(pool.clone(), &config.graphql);
+        let health = Health::new(config.database.connect_options.clone());
+        let cursor_keys = cursor_keys(&config, &verifier)?;
+        let schema = graphql::build_schema(pool.clone(), cursor_keys, &config.graphql);
         let executor = Executor::new(
             schema,
             config.graphql.clone(),
             Arc::new(MemoryStore::new(config.graphql.apq_cache_size)),
+            Arc::clone(&health),
         );
         let listener = TcpListener::bind(config.http.addr)
             .await
@@ -53,6 +56,7 @@ impl App {
             rate_limit: RateLimit::new(&config.rate_limit),
             config,
             pool: pool.clone(),
+            health,
             executor,
             verifier,
         });
@@ -89,6 +93,33 @@ impl App {
         self.pool.close().await;
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// The keys pagination cursors are sealed with: `CURSOR_SECRET` when set; otherwise derived
+/// from the token secret every instance already shares (secret and development mode); in
+/// JWKS mode without it, a key of this process alone, which a multi-instance deployment must
+/// not rely on.
+fn cursor_keys(config: &Config, verifier: &Verifier) -> anyhow::Result<CursorKeys> {
+    let secrets = &config.graphql.cursor_secrets;
+    if !secrets.is_empty() {
+        return CursorKeys::from_secrets(secrets.iter().map(|s| s.expose().as_bytes()));
+    }
+    let shared = match &config.auth.mode {
+        AuthMode::Secret { secret } => Some(secret),
+        AuthMode::Development { .. } => verifier.development_secret(),
+        AuthMode::Jwks { .. } => None,
+    };
+    match shared {
+        Some(secret) => CursorKeys::from_secrets([secret.expose().as_bytes()]),
+        None => {
+            tracing::warn!(
+                "CURSOR_SECRET is not set: pagination cursors are sealed with a key of this \
+                 process and stop working after a restart or on another instance. Set \
+                 CURSOR_SECRET (32+ random bytes, the same on every instance)."
+            );
+            CursorKeys::random()
+        }
     }
 }
 

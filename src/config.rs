@@ -64,6 +64,9 @@ pub struct GraphQLConfig {
     pub max_complexity: usize,
     /// `GRAPHQL_MAX_ALIASES`: the most aliases in one document; 0 turns the limit off.
     pub max_aliases: usize,
+    /// `GRAPHQL_MAX_STATEMENTS`: the most SQL statements one operation may run, as estimated
+    /// before it runs (`graphql::cost`); 0 turns the limit off.
+    pub max_statements: u64,
     /// `GRAPHQL_MAX_DOCUMENT_BYTES`: the longest query text accepted.
     pub max_document_bytes: usize,
     /// `GRAPHQL_MAX_BATCH`: the most operations in one JSON batch.
@@ -74,15 +77,78 @@ pub struct GraphQLConfig {
     pub introspection_without_token: bool,
     /// `GRAPHQL_APQ_CACHE_SIZE`: how many automatic persisted queries are remembered.
     pub apq_cache_size: usize,
+    /// `CURSOR_SECRET`: secrets the pagination cursors are sealed with, comma-separated; the
+    /// first seals, all open (rotation). Empty: derived from the token secret, or random.
+    pub cursor_secrets: Vec<Secret>,
 }
 
-/// The per-caller request budget.
+/// The per-caller request budget, and who the caller is.
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
     /// `RATE_LIMIT_PER_MINUTE`: sustained requests per minute for one caller; 0 turns limiting off.
     pub per_minute: u32,
     /// `RATE_LIMIT_BURST`: how many requests a caller may send at once before the rate applies.
     pub burst: u32,
+    /// `TRUSTED_PROXIES`: the networks whose `X-Forwarded-For` names the client. Empty: the
+    /// peer address is the client.
+    pub trusted_proxies: Vec<Cidr>,
+    /// `MAX_IN_FLIGHT`: GraphQL requests this instance serves at once; more are shed with 503.
+    /// 0 turns the cap off.
+    pub max_in_flight: usize,
+}
+
+/// A network, such as `10.0.0.0/8` or `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        match (self.network, addr) {
+            (IpAddr::V4(net), IpAddr::V4(addr)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(addr) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(addr)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(addr) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let bad = || format!("{raw:?} is not an address or network like 10.0.0.0/8");
+        let (addr, prefix) = raw.split_once('/').unwrap_or((raw, ""));
+        let network: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?
+        };
+        Ok(Self { network, prefix })
+    }
 }
 
 /// Where tokens are verified against.
@@ -172,7 +238,9 @@ impl Config {
         let database = DatabaseConfig {
             connect_options,
             pool_size: env.number("DATABASE_POOL_SIZE", 10, 1..=1000)?,
-            acquire_timeout: env.duration("DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(5))?,
+            // Short: when every connection is busy for this long, a quick 503 serves the
+            // client better than a request that waits out its whole deadline.
+            acquire_timeout: env.duration("DATABASE_ACQUIRE_TIMEOUT", Duration::from_secs(1))?,
         };
 
         let host = env.parsed("HOST", IpAddr::V4(Ipv4Addr::LOCALHOST), |raw| {
@@ -191,6 +259,7 @@ impl Config {
             max_depth: env.number("GRAPHQL_MAX_DEPTH", 15, 0..=1000)?,
             max_complexity: env.number("GRAPHQL_MAX_COMPLEXITY", 10_000, 0..=10_000_000)?,
             max_aliases: env.number("GRAPHQL_MAX_ALIASES", 30, 0..=10_000)?,
+            max_statements: env.number("GRAPHQL_MAX_STATEMENTS", 50, 0..=100_000)?,
             max_document_bytes: env.number(
                 "GRAPHQL_MAX_DOCUMENT_BYTES",
                 32 * 1024,
@@ -201,11 +270,20 @@ impl Config {
             introspection_without_token: env
                 .boolean("GRAPHQL_INTROSPECTION_WITHOUT_TOKEN", true)?,
             apq_cache_size: env.number("GRAPHQL_APQ_CACHE_SIZE", 1000, 0..=1_000_000)?,
+            cursor_secrets: env.parsed("CURSOR_SECRET", Vec::new(), parse_secrets)?,
         };
 
         let rate_limit = RateLimitConfig {
             per_minute: env.number("RATE_LIMIT_PER_MINUTE", 600, 0..=1_000_000)?,
             burst: env.number("RATE_LIMIT_BURST", 60, 1..=1_000_000)?,
+            trusted_proxies: env.parsed("TRUSTED_PROXIES", Vec::new(), |raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|part| !part.is_empty())
+                    .map(Cidr::from_str)
+                    .collect()
+            })?,
+            max_in_flight: env.number("MAX_IN_FLIGHT", 256, 0..=1_000_000)?,
         };
 
         let auth = parse_auth(&env, host)?;
@@ -255,13 +333,22 @@ fn parse_auth(env: &Env<'_>, host: IpAddr) -> Result<AuthConfig, ConfigError> {
             });
         }
         (Some(url), None) => {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError {
-                    var: "AUTH_JWKS_URL",
-                    problem:
-                        "expected an http(s) URL such as https://app.example.com/api/auth/jwks"
+            check_jwks_url(&url).map_err(|problem| ConfigError {
+                var: "AUTH_JWKS_URL",
+                problem,
+            })?;
+            // Without these, any token the auth server's keys ever signed (one minted for
+            // another application, say) would be accepted here.
+            for var in ["AUTH_ISSUER", "AUTH_AUDIENCE"] {
+                if env.optional(var).is_none() {
+                    return Err(ConfigError {
+                        var,
+                        problem: "must be set with AUTH_JWKS_URL (Better Auth: its base URL, \
+                                  e.g. https://auth.example.com), so tokens issued for other \
+                                  applications are refused"
                             .to_owned(),
-                });
+                    });
+                }
             }
             AuthMode::Jwks { url }
         }
@@ -309,6 +396,36 @@ fn parse_auth(env: &Env<'_>, host: IpAddr) -> Result<AuthConfig, ConfigError> {
     })
 }
 
+/// The JWKS decides which tokens are genuine, so it must come over TLS: anyone on the network
+/// path of a plain-HTTP fetch could add their own key. Loopback (an auth server on the same
+/// host, or a test) is the one exception.
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let example = "expected an https URL such as https://auth.example.com/api/auth/jwks";
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(example.to_owned());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // The host, without userinfo and port; an IPv6 literal keeps its brackets until here.
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "{example}; plain http is accepted only on loopback (127.0.0.1, ::1, localhost)"
+        ))
+    }
+}
+
 fn parse_database_url(url: &str) -> Result<PgConnectOptions, ConfigError> {
     // The URL may carry a password, so no message below repeats it.
     let invalid = |why: &str| ConfigError {
@@ -340,6 +457,25 @@ fn parse_origins(raw: &str) -> Result<Vec<HeaderValue>, String> {
                 ));
             }
             HeaderValue::from_str(origin).map_err(|_| format!("{origin:?} is not a valid origin"))
+        })
+        .collect()
+}
+
+/// Comma-separated secrets of at least 32 bytes each. The message never repeats a secret.
+fn parse_secrets(raw: &str) -> Result<Vec<Secret>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(i, secret)| {
+            if secret.len() < 32 {
+                Err(format!(
+                    "secret {} of the list is {} bytes long; each needs at least 32",
+                    i + 1,
+                    secret.len()
+                ))
+            } else {
+                Ok(Secret::new(secret))
+            }
         })
         .collect()
 }
@@ -477,6 +613,11 @@ mod tests {
             ("GRAPHQL_INTROSPECTION", "maybe", "not a boolean"),
             ("LOG_FORMAT", "xml", "auto, pretty, json"),
             ("AUTH_JWT_SECRET", "short", "at least 32 bytes"),
+            (
+                "CURSOR_SECRET",
+                "0123456789abcdef0123456789abcdef,short",
+                "secret 2",
+            ),
         ];
         for (var, value, expected) in cases {
             let err = config(&[(var, value)]).expect_err(var);
@@ -506,6 +647,39 @@ mod tests {
     }
 
     #[test]
+    fn jwks_mode_needs_issuer_audience_and_tls() {
+        let jwks = ("AUTH_JWKS_URL", "https://auth.example.com/api/auth/jwks");
+        let issuer = ("AUTH_ISSUER", "https://auth.example.com");
+        let audience = ("AUTH_AUDIENCE", "https://auth.example.com");
+        assert_eq!(
+            config(&[jwks, audience]).expect_err("no issuer").var,
+            "AUTH_ISSUER"
+        );
+        assert_eq!(
+            config(&[jwks, issuer]).expect_err("no audience").var,
+            "AUTH_AUDIENCE"
+        );
+        config(&[jwks, issuer, audience]).expect("complete");
+
+        for plain in [
+            "http://auth.example.com/api/auth/jwks",
+            "http://127.0.0.1.evil.example/jwks",
+            "http://localhost@evil.example/jwks",
+            "ftp://auth.example.com/jwks",
+        ] {
+            let err = config(&[("AUTH_JWKS_URL", plain), issuer, audience]).expect_err(plain);
+            assert_eq!(err.var, "AUTH_JWKS_URL", "{plain}");
+        }
+        for local in [
+            "http://127.0.0.1:3000/api/auth/jwks",
+            "http://localhost:3000/api/auth/jwks",
+            "http://[::1]:3000/api/auth/jwks",
+        ] {
+            config(&[("AUTH_JWKS_URL", local), issuer, audience]).expect(local);
+        }
+    }
+
+    #[test]
     fn development_mode_refuses_a_public_address() {
         let err = config(&[("HOST", "0.0.0.0")]).expect_err("dev mode on 0.0.0.0");
         assert!(err.problem.contains("not a loopback"), "{err}");
@@ -514,6 +688,30 @@ mod tests {
             ("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
         ])
         .expect("an explicit secret may listen anywhere");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks() {
+        let config = config(&[("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7, ::1")]).expect("valid");
+        let proxies = &config.rate_limit.trusted_proxies;
+        let inside = |ip: &str| proxies.iter().any(|c| c.contains(ip.parse().expect("ip")));
+        assert!(inside("10.200.3.4"));
+        assert!(inside("192.168.1.7"));
+        assert!(!inside("192.168.1.8"));
+        assert!(inside("::1"));
+        assert!(inside("::ffff:10.1.1.1"), "IPv4-mapped");
+        assert!(!inside("11.0.0.1"));
+        for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/x"] {
+            assert_eq!(
+                config_err(&[("TRUSTED_PROXIES", bad)]),
+                "TRUSTED_PROXIES",
+                "{bad}"
+            );
+        }
+    }
+
+    fn config_err(vars: &[(&str, &str)]) -> &'static str {
+        config(vars).expect_err("invalid").var
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Rules {
 /// The claims of a token that passed every rule.
 #[derive(Debug)]
 pub struct Checked {
+    /// When the token expires (seconds since the epoch).
+    pub exp: f64,
     pub sub: String,
     pub email: String,
     pub name: Option<String>,
@@ -120,21 +122,36 @@ impl Rules {
 
         let sub = claims
             .sub
-            .filter(|sub| !sub.trim().is_empty() && sub.chars().count() <= MAX_SUB_CHARS)
+            .filter(|sub| {
+                !sub.trim().is_empty() && sub.chars().count() <= MAX_SUB_CHARS && storable(sub)
+            })
             .ok_or(AuthError::MissingClaim("sub"))?;
         // Every user row has an email (Better Auth always puts one in its tokens).
         let email = claims
             .email
             .map(|email| email.trim().to_owned())
-            .filter(|email| !email.is_empty() && email.chars().count() <= 320)
+            .filter(|email| !email.is_empty() && email.chars().count() <= 320 && storable(email))
             .ok_or(AuthError::MissingClaim("email"))?;
+        // A profile claim that cannot be stored would fail the user sync on every request,
+        // locking the user out with a server error; refusing the token says why at once.
+        for (claim, value) in [("name", &claims.name), ("image", &claims.image)] {
+            if value.as_deref().is_some_and(|value| !storable(value)) {
+                return Err(AuthError::MissingClaim(claim));
+            }
+        }
         Ok(Checked {
+            exp,
             sub,
             email,
             name: bounded(claims.name, 200),
             image: bounded(claims.image, 2048),
         })
     }
+}
+
+/// Whether PostgreSQL can store the text: its `text` type cannot hold U+0000.
+fn storable(value: &str) -> bool {
+    !value.contains('\0')
 }
 
 /// Keeps an optional profile claim only when it fits its column; a too-long display name is
@@ -261,5 +278,17 @@ mod tests {
             check(&rules, &with("sub", json!("x".repeat(256)))).err(),
             Some(AuthError::MissingClaim("sub"))
         );
+    }
+
+    #[test]
+    fn claims_postgresql_cannot_store_are_refused() {
+        let rules = rules(None, None);
+        for claim in ["sub", "email", "name", "image"] {
+            assert_eq!(
+                check(&rules, &with(claim, json!("a\u{0}b"))).err(),
+                Some(AuthError::MissingClaim(claim)),
+                "{claim}"
+            );
+        }
     }
 }

@@ -42,6 +42,9 @@ pub struct JwksCache {
     min_refetch: Duration,
     /// How many fetches were attempted; exposed for operators and tests.
     fetches: std::sync::atomic::AtomicU64,
+    /// Counts changes of the key set (a key added or retired), so that tokens verified
+    /// earlier are checked again against the keys as they now are.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -77,6 +80,7 @@ impl JwksCache {
             last_on_demand: Mutex::new(None),
             min_refetch,
             fetches: std::sync::atomic::AtomicU64::new(0),
+            generation: std::sync::atomic::AtomicU64::new(0),
         });
         // The task holds a weak reference so that dropping the verifier (in tests, or at
         // shutdown) ends it instead of keeping the cache alive forever.
@@ -99,6 +103,11 @@ impl JwksCache {
     /// How many JWKS fetches this cache has attempted.
     pub fn fetch_count(&self) -> u64 {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Which key set is current; changes whenever a key is added or retired.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The key a token names, refetching the JWKS once if it is not known yet.
@@ -166,10 +175,17 @@ impl JwksCache {
         match self.fetch().await {
             Ok(keys) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), "fetched the JWKS");
+                let changed = started_with.as_deref().is_none_or(|before| {
+                    before.len() != keys.len() || keys.keys().any(|kid| !before.contains_key(kid))
+                });
                 *self
                     .keys
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(keys));
+                if changed {
+                    self.generation
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
                 Ok(())
             }
             Err(err) => {

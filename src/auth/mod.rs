@@ -6,6 +6,7 @@
 //! will hand it the `connection_init` payload's token, and both get the same answer.
 //!
 //! - [`jwks`]: the JWKS key cache (asymmetric algorithms, rotation, rate-limited refetch).
+//! - [`cache`]: tokens already verified, until they expire or the keys change.
 //! - [`claims`]: the registered-claim checks (`exp`, `nbf`, `iat`, `iss`, `aud`, `sub`).
 //! - [`keys`]: JWK → verification key, and signature checks for each accepted algorithm.
 //! - [`dev`]: the development secret and token minting for `taskql token`.
@@ -13,6 +14,7 @@
 //! [`UserId`] can only be made here, from a verified `sub`, so any function that asks for a
 //! `&UserId` is known to run on behalf of a verified caller.
 
+pub mod cache;
 pub mod claims;
 pub mod dev;
 pub mod jwks;
@@ -33,6 +35,12 @@ pub struct UserId(String);
 impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A user id for unit tests of code that takes one.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: &str) -> Self {
+        Self(id.to_owned())
     }
 }
 
@@ -126,6 +134,9 @@ struct Parts<'a> {
     signature: &'a str,
 }
 
+/// How many verified tokens are remembered (a few hundred bytes each).
+const TOKEN_CACHE_SIZE: usize = 10_000;
+
 /// Bounds the work a hostile token can cause before its signature is even checked.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
@@ -157,6 +168,9 @@ pub struct Verifier {
     rules: Arc<claims::Rules>,
     /// Development mode only: the secret, so the playground can be given a working token.
     development_secret: Option<Secret>,
+    /// Tokens verified recently, so a client's every request does not pay for a signature
+    /// check (see [`cache`]).
+    cache: Arc<cache::TokenCache>,
 }
 
 #[derive(Clone)]
@@ -205,7 +219,21 @@ impl Verifier {
             keys,
             rules,
             development_secret,
+            cache: Arc::new(cache::TokenCache::new(TOKEN_CACHE_SIZE)),
         })
+    }
+
+    /// The identity of a token verified earlier, if it is still valid: before its `exp`, and
+    /// verified against the key set as it is now. Costs a hash, no signature check.
+    pub fn cached(&self, token: &str) -> Option<Identity> {
+        self.cache.get(token, claims::now(), self.key_generation())
+    }
+
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            KeySource::Jwks(cache) => cache.generation(),
+            KeySource::Hs256(_) => 0,
+        }
     }
 
     /// The secret tokens are signed with, in development mode only.
@@ -224,6 +252,11 @@ impl Verifier {
     /// Checks `token` completely: algorithm against the mode and the key, signature, then
     /// claims. The order matters: nothing in an unverified payload is trusted or even parsed.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        if let Some(identity) = self.cached(token) {
+            return Ok(identity);
+        }
+        // Read before verifying: a rotation during the check makes the entry stale at once.
+        let generation = self.key_generation();
         let parts = split(token)?;
         let alg = Alg::parse(&parts.header.alg).ok_or(AuthError::UnsupportedAlgorithm)?;
         match &self.keys {
@@ -249,11 +282,14 @@ impl Verifier {
             .decode(parts.payload)
             .map_err(|_| AuthError::Malformed)?;
         let claims = self.rules.check(&payload, claims::now())?;
-        Ok(Identity {
+        let identity = Identity {
             user_id: UserId(claims.sub),
             email: claims.email,
             name: claims.name,
             image: claims.image,
-        })
+        };
+        self.cache
+            .insert(token, identity.clone(), claims.exp, generation);
+        Ok(identity)
     }
 }

@@ -28,7 +28,7 @@ pub struct User {
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
 pub async fn sync(pool: &PgPool, identity: &Identity) -> Result<()> {
     let digest = claims_digest(identity);
-    let result = sqlx::query!(
+    sqlx::query!(
         r#"
         insert into users (id, email, name, image, claims_digest)
         select $1, $2, $3, $4, $5
@@ -46,40 +46,8 @@ pub async fn sync(pool: &PgPool, identity: &Identity) -> Result<()> {
         digest,
     )
     .execute(pool)
-    .await;
-
-    match result {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(err)) if err.constraint() == Some("users_email_key") => {
-            // Another row holds this email: the two accounts are different Better Auth users
-            // (ids differ), so one row is stale, and we cannot tell which. A known user keeps
-            // their stored email and gets the rest of the update; a new user cannot be stored
-            // without one, and gets a clear conflict instead of a failure.
-            let updated = sqlx::query!(
-                "update users set name = $2, image = $3, claims_digest = $4
-                 where id = $1 and claims_digest is distinct from $4",
-                identity.user_id.as_str(),
-                identity.name.as_deref(),
-                identity.image.as_deref(),
-                digest,
-            )
-            .execute(pool)
-            .await?;
-            let known = updated.rows_affected() > 0 || exists(pool, &identity.user_id).await?;
-            tracing::warn!(
-                known,
-                "the token's email belongs to another user row; kept the stored email"
-            );
-            if known {
-                Ok(())
-            } else {
-                Err(AppError::Conflict(
-                    "The email in your token is already used by another account.".into(),
-                ))
-            }
-        }
-        Err(err) => Err(err.into()),
-    }
+    .await?;
+    Ok(())
 }
 
 /// SHA-256 of the profile claims, in a fixed encoding.
@@ -87,15 +55,6 @@ fn claims_digest(identity: &Identity) -> Vec<u8> {
     use sha2::{Digest as _, Sha256};
     let encoded = serde_json::json!([identity.email, identity.name, identity.image]).to_string();
     Sha256::digest(encoded.as_bytes()).to_vec()
-}
-
-async fn exists(executor: impl PgExecutor<'_>, id: &UserId) -> Result<bool> {
-    Ok(sqlx::query_scalar!(
-        r#"select exists (select from users where id = $1) as "exists!""#,
-        id.as_str()
-    )
-    .fetch_one(executor)
-    .await?)
 }
 
 /// The caller's own row.

@@ -7,3 +7,4 @@
 
 pub mod query;
 pub mod task;
+pub mod text;

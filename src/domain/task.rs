@@ -16,6 +16,7 @@ pub struct Title(String);
 
 impl Title {
     pub fn parse(raw: &str) -> Result<Self, String> {
+        super::text::check_storable(raw)?;
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err("The title must not be empty.".into());
@@ -41,6 +42,7 @@ pub struct Description(String);
 
 impl Description {
     pub fn parse(raw: &str) -> Result<Option<Self>, String> {
+        super::text::check_storable(raw)?;
         if raw.trim().is_empty() {
             return Ok(None);
         }
@@ -124,6 +126,10 @@ mod tests {
             "200 two-byte characters fit"
         );
         assert!(Title::parse(&"🦀".repeat(201)).is_err());
+        assert!(
+            Title::parse("milk\0").is_err(),
+            "PostgreSQL cannot store NUL"
+        );
     }
 
     #[test]

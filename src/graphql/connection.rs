@@ -1,28 +1,18 @@
-//! Relay connections over tasks (`edges`, `nodes`, `pageInfo`, `totalCount`) and the opaque
-//! cursors that point into them.
-//!
-//! A cursor is base64url JSON holding the row's sort values and id, plus a digest binding it
-//! to the list it came from: the caller, the order, the filter, and the values themselves. A
-//! cursor from another list (another user, order or filter), or one altered by hand, fails
-//! the digest and is refused with `BAD_USER_INPUT` instead of silently paging somewhere else.
-
-use std::collections::HashSet;
+//! Relay connections over tasks (`edges`, `nodes`, `pageInfo`, `totalCount`): the
+//! pagination arguments, the page read, and the previous-page probe. Cursors themselves are
+//! `cursor`'s.
 
 use async_graphql::{Context, Object, SimpleObject};
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Utc};
-use serde_json::{Value as Json, json};
-use sha2::{Digest as _, Sha256};
-use uuid::Uuid;
 
-use super::{task::Task, viewer::Viewer};
+use super::{
+    cursor::{CursorKeys, Scope},
+    task::Task,
+    viewer::Viewer,
+};
 use crate::{
     auth::UserId,
     db,
-    domain::query::{
-        DEFAULT_PAGE_SIZE, Direction, Filter, MAX_PAGE_SIZE, Order, PageRequest, Position,
-        SortField, SortValue,
-    },
+    domain::query::{DEFAULT_PAGE_SIZE, Direction, Filter, MAX_PAGE_SIZE, Order, PageRequest},
     error::{AppError, Result},
 };
 
@@ -34,116 +24,29 @@ pub struct ListArgs {
     pub page: PageRequest,
 }
 
-/// What a cursor is bound to.
-struct Scope<'a> {
-    user: &'a UserId,
-    order: &'a Order,
-    filter: &'a Filter,
-}
-
-impl Scope<'_> {
-    fn digest(&self, payload: &str) -> String {
-        // The filter's Debug text is deterministic for equal filters, which is all a binding
-        // needs; cursors are not meant to outlive a deployment's version.
-        let mut hasher = Sha256::new();
-        for part in [
-            self.user.as_str(),
-            &self.order.describe(),
-            &format!("{:?}", self.filter),
-            payload,
-        ] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
-        hasher.finalize()[..9]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-}
-
-fn encode_value(value: &SortValue) -> Json {
-    match value {
-        SortValue::Time(time) => time.map_or(Json::Null, |t| json!(t.timestamp_micros())),
-        SortValue::Int(int) => json!(int),
-        SortValue::Text(text) => json!(text),
-        SortValue::Bool(flag) => json!(flag),
-    }
-}
-
-fn encode(position: &Position, scope: &Scope<'_>) -> String {
-    let values: Vec<Json> = position.values.iter().map(encode_value).collect();
-    let payload = json!([values, position.id.to_string()]).to_string();
-    let digest = scope.digest(&payload);
-    URL_SAFE_NO_PAD.encode(json!([digest, values, position.id.to_string()]).to_string())
-}
-
-/// The longest cursor accepted: a 200-character title plus a little.
-const MAX_CURSOR_BYTES: usize = 2048;
-
-fn decode(cursor: &str, field: &'static str, scope: &Scope<'_>) -> Result<Position> {
-    let refuse = |why: &str| AppError::invalid(field, format!("Invalid cursor: {why}."));
-    if cursor.len() > MAX_CURSOR_BYTES {
-        return Err(refuse("too long"));
-    }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| refuse("not a cursor this API made"))?;
-    let Ok(Json::Array(parts)) = serde_json::from_slice::<Json>(&bytes) else {
-        return Err(refuse("not a cursor this API made"));
-    };
-    let [Json::String(digest), Json::Array(values), Json::String(id)] = parts.as_slice() else {
-        return Err(refuse("not a cursor this API made"));
-    };
-    let payload = json!([values, id]).to_string();
-    if *digest != scope.digest(&payload) {
-        return Err(refuse(
-            "it belongs to another list (a different order or filter) or was altered",
-        ));
-    }
-    let id = Uuid::parse_str(id).map_err(|_| refuse("bad id"))?;
-    let keys = scope.order.keys();
-    if values.len() != keys.len() {
-        return Err(refuse("it does not match orderBy"));
-    }
-    let values = keys
-        .iter()
-        .zip(values)
-        .map(|(key, value)| {
-            decode_value(key.field, value).ok_or_else(|| refuse("it does not match orderBy"))
-        })
-        .collect::<Result<_>>()?;
-    Ok(Position { values, id })
-}
-
-fn decode_value(field: SortField, value: &Json) -> Option<SortValue> {
-    let time = |micros: &Json| {
-        micros
-            .as_i64()
-            .and_then(DateTime::<Utc>::from_timestamp_micros)
-    };
-    Some(match (field, value) {
-        (SortField::DueAt, Json::Null) => SortValue::Time(None),
-        (SortField::CreatedAt | SortField::UpdatedAt | SortField::DueAt, micros) => {
-            SortValue::Time(Some(time(micros)?))
-        }
-        (SortField::Priority, priority) => SortValue::Int(i16::try_from(priority.as_i64()?).ok()?),
-        (SortField::Title, Json::String(title)) => SortValue::Text(title.clone()),
-        (SortField::Completed, Json::Bool(flag)) => SortValue::Bool(*flag),
-        _ => return None,
-    })
+/// Relay's pagination arguments, as a client sent them.
+#[derive(Debug, Clone, Default)]
+pub struct Relay {
+    pub first: Option<i32>,
+    pub after: Option<String>,
+    pub last: Option<i32>,
+    pub before: Option<String>,
 }
 
 /// Parses the pagination arguments (Relay's `first`/`after`, `last`/`before`).
 pub fn page_args(
+    keys: &CursorKeys,
     user: &UserId,
     filter: Filter,
     order: Order,
-    first: Option<i32>,
-    after: Option<&str>,
-    last: Option<i32>,
-    before: Option<&str>,
+    relay: &Relay,
 ) -> Result<ListArgs> {
+    let (first, after, last, before) = (
+        relay.first,
+        relay.after.as_deref(),
+        relay.last,
+        relay.before.as_deref(),
+    );
     let size = |value: Option<i32>, field: &'static str| -> Result<u32> {
         match value {
             None => Ok(DEFAULT_PAGE_SIZE),
@@ -168,7 +71,7 @@ pub fn page_args(
             direction,
             size,
             cursor: cursor
-                .map(|cursor| decode(cursor, field, &scope))
+                .map(|cursor| keys.open(cursor, field, &scope))
                 .transpose()?,
         })
     };
@@ -247,36 +150,28 @@ struct Page {
 }
 
 impl TaskConnection {
-    /// Reads the page (unless `rows_wanted` is false) for the caller, and its tasks' owners
-    /// when `owners_wanted`.
+    /// Reads the page for the caller, unless `rows_wanted` is false (only `totalCount`).
     pub async fn load(
         ctx: &Context<'_>,
         user: UserId,
         args: ListArgs,
         rows_wanted: bool,
-        owners_wanted: bool,
     ) -> Result<Self> {
         let page = if rows_wanted {
-            let page = read_page(ctx, &user, &args).await?;
-            if owners_wanted {
-                let owners: HashSet<String> =
-                    page.rows.iter().map(|row| row.user_id.clone()).collect();
-                Viewer::of(ctx)?.prime_owners(owners).await?;
-            }
-            Some(page)
+            Some(read_page(ctx, &user, &args).await?)
         } else {
             None
         };
         Ok(Self { user, args, page })
     }
 
-    fn cursor(&self, row: &db::tasks::Task) -> String {
+    fn cursor(&self, keys: &CursorKeys, row: &db::tasks::Task) -> String {
         let scope = Scope {
             user: &self.user,
             order: &self.args.order,
             filter: &self.args.filter,
         };
-        encode(&db::tasks::position(row, &self.args.order), &scope)
+        keys.seal(&db::tasks::position(row, &self.args.order), &scope)
     }
 }
 
@@ -325,11 +220,12 @@ async fn read_page(ctx: &Context<'_>, user: &UserId, args: &ListArgs) -> Result<
 #[Object]
 impl TaskConnection {
     /// The tasks of this page with their cursors.
-    async fn edges(&self) -> Vec<TaskEdge> {
+    async fn edges(&self, ctx: &Context<'_>) -> Vec<TaskEdge> {
+        let keys = ctx.data_unchecked::<CursorKeys>();
         let rows = self.page.as_ref().map_or(&[][..], |page| &page.rows);
         rows.iter()
             .map(|row| TaskEdge {
-                cursor: self.cursor(row),
+                cursor: self.cursor(keys, row),
                 node: Task(row.clone()),
             })
             .collect()
@@ -342,7 +238,8 @@ impl TaskConnection {
     }
 
     /// Where this page stands in the whole list.
-    async fn page_info(&self) -> PageInfo {
+    async fn page_info(&self, ctx: &Context<'_>) -> PageInfo {
+        let keys = ctx.data_unchecked::<CursorKeys>();
         let Some(page) = &self.page else {
             return PageInfo {
                 has_next_page: false,
@@ -354,14 +251,14 @@ impl TaskConnection {
         PageInfo {
             has_next_page: page.has_next,
             has_previous_page: page.has_previous,
-            start_cursor: page.rows.first().map(|row| self.cursor(row)),
-            end_cursor: page.rows.last().map(|row| self.cursor(row)),
+            start_cursor: page.rows.first().map(|row| self.cursor(keys, row)),
+            end_cursor: page.rows.last().map(|row| self.cursor(keys, row)),
         }
     }
 
     /// How many tasks match the filter in all (every page together). Counted only when asked.
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i32> {
-        let count = db::tasks::count(Viewer::pool(ctx), &self.user, &self.args.filter).await?;
+        let count = Viewer::of(ctx)?.count(&self.args.filter).await?;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }
 }

@@ -108,18 +108,37 @@ impl From<AppError> for async_graphql::Error {
                     "The request took longer than this server allows and was cancelled.".to_owned(),
                 )
             }
-            // Every connection stayed busy for the whole acquire timeout: load, not a bug.
-            AppError::Database(sqlx::Error::PoolTimedOut) => (
-                ErrorCode::ServiceUnavailable,
-                "The database is busy; try again shortly.".to_owned(),
-            ),
+            // Unreachable, restarting, or every connection busy: not the client's fault, and
+            // worth a retry. The cause is for operators.
+            AppError::Unavailable { cause, .. } => {
+                tracing::warn!(error = %cause, "database unavailable");
+                (
+                    ErrorCode::ServiceUnavailable,
+                    "The database is unavailable or busy; try again shortly.".to_owned(),
+                )
+            }
             AppError::Database(_) | AppError::Internal(_) => return internal(&err),
         };
         extensions.set("code", code.as_str());
         let mut error = async_graphql::Error::new(message);
         error.extensions = Some(extensions);
+        if let AppError::Unavailable {
+            connection_lost, ..
+        } = err
+        {
+            // Invisible to the client; tells the pipeline to check the database, and to stop
+            // sending it work until it answers again (`db::health`).
+            error.source = Some(std::sync::Arc::new(DatabaseUnavailable { connection_lost }));
+        }
         error
     }
+}
+
+/// Marks an error caused by the database being out of reach or busy.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseUnavailable {
+    /// A connection failed, rather than the pool staying busy.
+    pub connection_lost: bool,
 }
 
 /// Logs an unexpected failure with a fresh id and returns the masked client error.
@@ -169,7 +188,13 @@ pub fn ensure_code(error: &mut ServerError) {
     if code_of(error).is_some() {
         return;
     }
-    if error.message.starts_with("Failed to parse") || error.message.starts_with("Invalid value") {
+    // async-graphql's own input coercion messages: `Failed to parse "T": …`,
+    // `Invalid value for argument …`, `Expected input type "T", found …`.
+    let coercion = ["Failed to parse", "Invalid value", "Expected input type"];
+    if coercion
+        .iter()
+        .any(|prefix| error.message.starts_with(prefix))
+    {
         set_code(error, ErrorCode::BadUserInput);
         return;
     }

@@ -184,6 +184,11 @@ fn invalid(field: &str, message: impl Into<String>) -> AppError {
     AppError::invalid(field.to_owned(), message.into())
 }
 
+/// Refuses text PostgreSQL cannot hold, naming the field.
+fn storable(field: &str, text: &str) -> Result<()> {
+    crate::domain::text::check_storable(text).map_err(|message| invalid(field, message))
+}
+
 /// The most characters in a text used to filter or search.
 const MAX_FILTER_TEXT: usize = 200;
 
@@ -230,6 +235,7 @@ impl TaskFilter {
             title.parse(&format!("{path}.title"), &mut all)?;
         }
         if let Some(search) = self.search {
+            storable(&format!("{path}.search"), &search)?;
             let words = search.trim();
             if words.is_empty() || words.chars().count() > MAX_FILTER_TEXT {
                 return Err(invalid(
@@ -332,6 +338,7 @@ impl StringComparison {
         ];
         for (value, name, make) in checks {
             if let Some(value) = value {
+                storable(&format!("{path}.{name}"), &value)?;
                 if value.chars().count() > MAX_FILTER_TEXT {
                     return Err(invalid(
                         &format!("{path}.{name}"),
@@ -375,6 +382,9 @@ impl CreateTaskInput {
         };
         let priority =
             Priority::parse(self.priority).map_err(|message| invalid("input.priority", message))?;
+        if let Some(key) = &self.idempotency_key {
+            storable("input.idempotencyKey", key)?;
+        }
         let key = match self.idempotency_key {
             Some(key) if key.is_empty() || key.chars().count() > 255 => {
                 return Err(invalid(
@@ -447,6 +457,7 @@ impl UpdateMeInput {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(name) => {
+                storable("input.name", &name)?;
                 let name = name.trim();
                 if name.chars().count() > 200 {
                     return Err(invalid(
@@ -461,6 +472,7 @@ impl UpdateMeInput {
             MaybeUndefined::Undefined => None,
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(url) => {
+                storable("input.image", &url)?;
                 let url = url.trim();
                 let web = url.starts_with("https://") || url.starts_with("http://");
                 if !web || url.chars().count() > 2048 || url.contains(char::is_whitespace) {

@@ -2,27 +2,38 @@
 //! tests and the `taskql schema` command build the schema without a server.
 //!
 //! - [`pipeline`]: one operation from request parameters to an [`pipeline::Outcome`].
+//! - [`nesting`]: the bound on how deeply a document or its variables nest, checked first.
 //! - [`document`]: syntax-level checks run before execution (operation, aliases, ...).
+//! - [`validate`]: the validation rules async-graphql misses.
+//! - [`cost`]: the database statements and fragment expansion a document may cost.
+//! - [`nulls`]: the spec's null rules, applied to what async-graphql returns.
+//! - [`shape`]: the schema's types as data, for the three above.
 //! - [`apq`]: automatic persisted queries.
 //! - [`error`]: the error contract (`extensions.code`, masking of internal errors).
-//! - [`viewer`]: the caller, and the only way resolvers reach a `UserId`.
+//! - [`viewer`]: the caller, the only way resolvers reach a `UserId`, and what a request
+//!   reads once (the caller's row, counts).
 //! - [`user`]: the `User` type, the caller's queries, profile mutations.
 //! - [`task`]: the `Task` type, task queries and mutations, statistics.
-//! - [`connection`]: Relay connections and opaque keyset cursors.
+//! - [`connection`]: Relay connections: pagination arguments, pages, the probe.
+//! - [`cursor`]: opaque keyset cursors, sealed with a server key.
 //! - [`inputs`]: filter, order and mutation inputs, parsed into `domain` values.
 //! - [`scalars`]: the `DateTime` scalar.
-//! - [`loaders`]: per-request DataLoaders.
 
 pub mod apq;
 pub mod connection;
+pub mod cost;
+pub mod cursor;
 pub mod document;
 pub mod error;
 pub mod inputs;
-pub mod loaders;
+pub mod nesting;
+pub mod nulls;
 pub mod pipeline;
 pub mod scalars;
+pub mod shape;
 pub mod task;
 pub mod user;
+pub mod validate;
 pub mod viewer;
 
 use async_graphql::{EmptySubscription, MergedObject, Object, Schema};
@@ -57,8 +68,16 @@ fn builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription>
 }
 
 /// The schema served to clients, with its data and limits.
-pub fn build_schema(pool: PgPool, limits: &GraphQLConfig) -> AppSchema {
-    let mut builder = builder().data(pool).limit_directives(16);
+pub fn build_schema(
+    pool: PgPool,
+    cursor_keys: cursor::CursorKeys,
+    limits: &GraphQLConfig,
+) -> AppSchema {
+    let mut builder = builder().data(pool).data(cursor_keys).limit_directives(16);
+    if !limits.introspection {
+        // "Did you mean …" names the schema's fields to anyone who guesses near them.
+        builder = builder.disable_suggestions();
+    }
     // 0 switches a limit off (the benchmark harness measures what the limits cost).
     if limits.max_depth > 0 {
         builder = builder.limit_depth(limits.max_depth);

@@ -9,17 +9,26 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Response, ServerError, Value, Variables, parser::parse_query};
+use async_graphql::{
+    Response, ServerError, Value, Variables,
+    parser::{
+        parse_query,
+        types::{ExecutableDocument, OperationDefinition},
+    },
+};
 use serde_json::{Map, Value as Json};
 use tokio::time::Instant;
 
 use super::{
-    AppSchema, apq,
+    AppSchema, apq, cost,
     document::{self, count_aliases, select_operation, uses_introspection},
-    error::{ErrorCode, code_of, ensure_code, server_error, set_code},
+    error::{DatabaseUnavailable, ErrorCode, code_of, ensure_code, server_error, set_code},
+    nesting, nulls,
+    shape::Shape,
+    validate,
     viewer::Viewer,
 };
-use crate::config::GraphQLConfig;
+use crate::{config::GraphQLConfig, db::health::Health};
 
 /// The parameters of one GraphQL request, as the GraphQL-over-HTTP spec names them, after
 /// the transport has checked their JSON types.
@@ -109,6 +118,8 @@ pub struct Executor {
     schema: AppSchema,
     limits: GraphQLConfig,
     persisted: Arc<dyn apq::PersistedQueryStore>,
+    shape: Shape,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -124,11 +135,14 @@ impl Executor {
         schema: AppSchema,
         limits: GraphQLConfig,
         persisted: Arc<dyn apq::PersistedQueryStore>,
+        health: Arc<Health>,
     ) -> Self {
         Self {
+            shape: Shape::from_sdl(&super::sdl()),
             schema,
             limits,
             persisted,
+            health,
         }
     }
 
@@ -199,6 +213,39 @@ impl Executor {
             ));
         }
 
+        // Before the parser: it, the validator and the executor all recurse over values.
+        if let Err(too_deep) = nesting::check_document(&query) {
+            let message = match too_deep {
+                nesting::TooDeep::Value => format!(
+                    "A value, type or argument in the document nests more than {} levels deep.",
+                    nesting::MAX_VALUE_DEPTH
+                ),
+                nesting::TooDeep::Document => format!(
+                    "The document nests more than {} levels deep.",
+                    nesting::MAX_NESTING
+                ),
+            };
+            return Err(Refusal::one(
+                Failure::Document,
+                ErrorCode::GraphqlValidationFailed,
+                message,
+            ));
+        }
+        if let Some(name) = nesting::too_deep_variable(&variables) {
+            let mut error = server_error(
+                ErrorCode::BadUserInput,
+                format!(
+                    "Variable \"${name}\" nests more than {} levels deep.",
+                    nesting::MAX_VALUE_DEPTH
+                ),
+            );
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("field", format!("${name}"));
+            return Err(Refusal::new(Failure::Document, vec![error]));
+        }
+
         let mut doc = parse_query(&query).map_err(|err| {
             let mut error = ServerError::from(err);
             error.message = syntax_error_message(&error.message);
@@ -254,23 +301,86 @@ impl Executor {
             return Err(Refusal::new(Failure::Document, missing));
         }
 
+        let root = nulls::root_of(operation);
+        let invalid = validate::check(&doc, operation, root, &self.shape, &variables);
+        if !invalid.is_empty() {
+            return Err(Refusal::new(Failure::Document, invalid));
+        }
+        self.check_cost(&doc, operation, root, &variables)?;
+
         document::drop_omitted_variables(&mut doc, operation_name.as_deref(), &variables);
         let variable_positions = document::variable_argument_positions(&doc);
-        let mut request = async_graphql::Request::new(query)
-            .variables(Variables::from_json(Json::Object(variables)))
+        let marked = nulls::mark_skippable(&mut doc);
+        let mut request = async_graphql::Request::new(query.clone())
+            .variables(Variables::from_json(Json::Object(variables.clone())))
             .data(cx.viewer.clone());
-        request.operation_name = operation_name;
+        request.operation_name = operation_name.clone();
         request.set_parsed_query(doc);
         Ok(Prepared {
             request,
             variable_positions,
+            query,
+            operation_name,
+            variables,
+            marked,
         })
+    }
+
+    /// Refuses documents whose database work (or fragment expansion) is over the limits,
+    /// before async-graphql's validation, whose own walks follow every fragment spread.
+    fn check_cost(
+        &self,
+        doc: &ExecutableDocument,
+        operation: &OperationDefinition,
+        root: &str,
+        variables: &Map<String, Json>,
+    ) -> Result<(), Refusal> {
+        let refuse = |message: String| {
+            Refusal::one(
+                Failure::Document,
+                ErrorCode::GraphqlValidationFailed,
+                message,
+            )
+        };
+        let cost = cost::estimate(
+            doc,
+            &self.shape,
+            root,
+            &operation.selection_set.node,
+            variables,
+        )
+        .map_err(|cost::TooCostly::FragmentNesting| {
+            refuse(format!(
+                "Fragments nest more than {} levels deep.",
+                cost::MAX_FRAGMENT_NESTING
+            ))
+        })?;
+        if cost.fields > cost::MAX_EXPANDED_FIELDS {
+            return Err(refuse(format!(
+                "The document expands to {} fields through its fragments; this server accepts at most {}.",
+                cost.fields,
+                cost::MAX_EXPANDED_FIELDS
+            )));
+        }
+        let max = self.limits.max_statements;
+        if max > 0 && cost.statements > max {
+            return Err(refuse(format!(
+                "The document could run {} database statements; this server allows at most {max} per operation. \
+                 Ask for fewer lists, counts or rows.",
+                cost.statements
+            )));
+        }
+        Ok(())
     }
 
     async fn run(&self, prepared: Prepared, cx: &Context) -> Outcome {
         let Prepared {
             request,
             variable_positions,
+            query,
+            operation_name,
+            variables,
+            marked,
         } = prepared;
         let mut response =
             match tokio::time::timeout_at(cx.deadline, self.schema.execute(request)).await {
@@ -312,16 +422,81 @@ impl Executor {
             }
         }
         response.errors.iter_mut().for_each(ensure_code);
+        if !self.limits.introspection {
+            // async-graphql's suggestions name fields and arguments of the schema; with
+            // introspection off they would rebuild it piece by piece. Apollo Server drops them
+            // the same way.
+            for error in &mut response.errors {
+                if let Some(at) = error.message.find(" Did you mean") {
+                    error.message.truncate(at);
+                }
+            }
+        }
+        let trouble = response
+            .errors
+            .iter()
+            .filter_map(|error| error.source::<DatabaseUnavailable>())
+            .fold(None, |seen: Option<bool>, e| {
+                Some(seen.unwrap_or(false) | e.connection_lost)
+            });
+        match trouble {
+            Some(true) => self.health.connection_lost(),
+            // The pool stayed busy: overload, or a database that refuses connections (sqlx
+            // retries those until the acquire timeout). A probe tells which.
+            Some(false) => self.health.suspect(),
+            None => {}
+        }
+        if !refused && (marked || !response.errors.is_empty()) {
+            self.complete(&mut response, &query, operation_name.as_deref(), &variables);
+        }
         Outcome {
             response,
             failure: refused.then_some(Failure::Document),
         }
+    }
+
+    /// Applies the spec's null rules to an executed response (see `nulls`). The document is
+    /// parsed again from its text: cheaper than keeping a copy of every document for the few
+    /// responses that need it.
+    fn complete(
+        &self,
+        response: &mut Response,
+        query: &str,
+        operation_name: Option<&str>,
+        variables: &Map<String, Json>,
+    ) {
+        let Ok(doc) = parse_query(query) else {
+            return;
+        };
+        let Ok(operation) = select_operation(&doc, operation_name) else {
+            return;
+        };
+        let error_paths = response
+            .errors
+            .iter()
+            .map(|error| error.path.clone())
+            .collect();
+        nulls::complete(
+            &mut response.data,
+            &doc,
+            operation,
+            nulls::root_of(operation),
+            &self.shape,
+            variables,
+            error_paths,
+        );
     }
 }
 
 struct Prepared {
     request: async_graphql::Request,
     variable_positions: std::collections::HashSet<async_graphql::Pos>,
+    /// The document's text and its variables, for the null rules after execution.
+    query: String,
+    operation_name: Option<String>,
+    variables: Map<String, Json>,
+    /// Whether `nulls::mark_skippable` added hidden fields that must be removed again.
+    marked: bool,
 }
 
 /// Reads `extensions.persistedQuery` (version 1, the only one APQ defines).

@@ -7,7 +7,8 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    connection::{TaskConnection, page_args},
+    connection::{Relay, TaskConnection, page_args},
+    cursor::CursorKeys,
     inputs::{CreateTaskInput, TaskFilter, TaskOrder, UpdateTaskInput, parse_order, parse_task_id},
     scalars::DateTime,
     user::User,
@@ -148,48 +149,35 @@ pub fn page_cost(first: Option<i32>, last: Option<i32>) -> usize {
 }
 
 /// `tasks(…)`, shared by `Query.tasks` and `User.tasks`.
-#[allow(clippy::too_many_arguments, reason = "the Relay connection arguments")]
 pub async fn list(
     ctx: &Context<'_>,
     user: UserId,
     filter: Option<TaskFilter>,
     order_by: Option<Vec<TaskOrder>>,
-    first: Option<i32>,
-    after: Option<String>,
-    last: Option<i32>,
-    before: Option<String>,
+    relay: Relay,
 ) -> Result<TaskConnection> {
     let filter = filter.map_or(Ok(Filter::all()), |filter| filter.parse("filter"))?;
     let order = parse_order(order_by)?;
     let args = page_args(
+        ctx.data_unchecked::<CursorKeys>(),
         &user,
         filter,
         order,
-        first,
-        after.as_deref(),
-        last,
-        before.as_deref(),
+        &relay,
     )?;
     // A client asking only for totalCount gets the count without the page being read.
     let look = ctx.look_ahead();
     let rows_wanted = look.field("edges").exists()
         || look.field("nodes").exists()
         || look.field("pageInfo").exists();
-    let owners_wanted = look.field("nodes").field("owner").exists()
-        || look.field("edges").field("node").field("owner").exists();
-    TaskConnection::load(ctx, user, args, rows_wanted, owners_wanted).await
+    TaskConnection::load(ctx, user, args, rows_wanted).await
 }
 
-/// `taskStats(filter)`, shared by `Query.taskStats` and `User.taskStats`.
-pub async fn stats(
-    ctx: &Context<'_>,
-    user: &UserId,
-    filter: Option<TaskFilter>,
-) -> Result<TaskStats> {
+/// `taskStats(filter)`, shared by `Query.taskStats` and `User.taskStats` (whose callers have
+/// checked that the user is the caller).
+pub async fn stats(ctx: &Context<'_>, filter: Option<TaskFilter>) -> Result<TaskStats> {
     let filter = filter.map_or(Ok(Filter::all()), |filter| filter.parse("filter"))?;
-    Ok(db::tasks::stats(Viewer::pool(ctx), user, &filter)
-        .await?
-        .into())
+    Ok(Viewer::of(ctx)?.stats(&filter).await?.into())
 }
 
 #[derive(Default)]
@@ -205,7 +193,7 @@ impl TaskQuery {
         #[graphql(desc = "The task's id.")] id: ID,
     ) -> Result<Option<Task>> {
         let id = parse_task_id(&id, "id")?;
-        let user = Viewer::of(ctx)?.user_id().await?;
+        let user = Viewer::of(ctx)?.ensure_user().await?;
         Ok(db::tasks::get(Viewer::pool(ctx), user, id).await?.map(Task))
     }
 
@@ -225,8 +213,14 @@ impl TaskQuery {
         #[graphql(desc = "Page backward: at most this many tasks (1 to 100).")] last: Option<i32>,
         #[graphql(desc = "Page backward: the tasks before this cursor.")] before: Option<String>,
     ) -> Result<TaskConnection> {
-        let user = Viewer::of(ctx)?.user_id().await?.clone();
-        list(ctx, user, filter, order_by, first, after, last, before).await
+        let user = Viewer::of(ctx)?.ensure_user().await?.clone();
+        let relay = Relay {
+            first,
+            after,
+            last,
+            before,
+        };
+        list(ctx, user, filter, order_by, relay).await
     }
 
     /// Counts over the signed-in user's tasks matching a filter.
@@ -235,8 +229,7 @@ impl TaskQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "Only count tasks matching this filter.")] filter: Option<TaskFilter>,
     ) -> Result<TaskStats> {
-        let user = Viewer::of(ctx)?.user_id().await?;
-        stats(ctx, user, filter).await
+        stats(ctx, filter).await
     }
 }
 
@@ -262,9 +255,23 @@ fn parse_ids(ids: &[ID]) -> Result<Vec<uuid::Uuid>> {
             ),
         ));
     }
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
     ids.iter()
         .enumerate()
-        .map(|(i, id)| parse_task_id(id, &format!("ids.{i}")))
+        .map(|(i, id)| {
+            let field = format!("ids.{i}");
+            let id = parse_task_id(id, &field)?;
+            // Results come back position by position; a repeated id has no single answer
+            // (the second `setTasksCompleted` of a task is a no-op), so it is refused.
+            if seen.insert(id) {
+                Ok(id)
+            } else {
+                Err(AppError::invalid(
+                    field,
+                    format!("The id {id} is listed more than once; list each task once."),
+                ))
+            }
+        })
         .collect()
 }
 
@@ -280,12 +287,13 @@ impl TaskMutation {
         #[graphql(desc = "The new task.")] input: CreateTaskInput,
     ) -> Result<Task> {
         let (task, key) = input.parse()?;
-        let user = Viewer::of(ctx)?.user_id().await?;
+        let viewer = Viewer::of(ctx)?;
+        let user = viewer.ensure_user().await?;
         let digest = digest(&task);
         let idempotency = key.as_deref().map(|key| (key, digest.as_slice()));
-        Ok(Task(
-            db::tasks::create(Viewer::pool(ctx), user, &task, idempotency).await?,
-        ))
+        let created = db::tasks::create(Viewer::pool(ctx), user, &task, idempotency).await?;
+        viewer.tasks_changed();
+        Ok(Task(created))
     }
 
     /// Changes one of the signed-in user's tasks. `NOT_FOUND` when there is no such task (or
@@ -298,10 +306,11 @@ impl TaskMutation {
     ) -> Result<Task> {
         let id = parse_task_id(&id, "id")?;
         let (patch, expected) = input.parse()?;
-        let user = Viewer::of(ctx)?.user_id().await?;
-        Ok(Task(
-            db::tasks::update(Viewer::pool(ctx), user, id, &patch, expected).await?,
-        ))
+        let viewer = Viewer::of(ctx)?;
+        let user = viewer.ensure_user().await?;
+        let updated = db::tasks::update(Viewer::pool(ctx), user, id, &patch, expected).await?;
+        viewer.tasks_changed();
+        Ok(Task(updated))
     }
 
     /// Deletes one of the signed-in user's tasks and returns its id (for `cache.evict`).
@@ -311,8 +320,10 @@ impl TaskMutation {
         #[graphql(desc = "The task to delete.")] id: ID,
     ) -> Result<ID> {
         let task_id = parse_task_id(&id, "id")?;
-        let user = Viewer::of(ctx)?.user_id().await?;
+        let viewer = Viewer::of(ctx)?;
+        let user = viewer.ensure_user().await?;
         if db::tasks::delete(Viewer::pool(ctx), user, task_id).await? {
+            viewer.tasks_changed();
             Ok(ID(task_id.to_string()))
         } else {
             Err(AppError::not_found("task"))
@@ -321,7 +332,8 @@ impl TaskMutation {
 
     /// Completes (or reopens) several tasks at once, all or nothing: if any id is not one of
     /// the signed-in user's tasks, nothing changes and the error is `NOT_FOUND` with the
-    /// missing ids in `extensions.ids`. At most 100 ids; returns the tasks in the order given.
+    /// missing ids in `extensions.ids`. At most 100 ids, each listed once (a repeated id is
+    /// `BAD_USER_INPUT`); returns the tasks in the order given.
     async fn set_tasks_completed(
         &self,
         ctx: &Context<'_>,
@@ -329,21 +341,25 @@ impl TaskMutation {
         #[graphql(desc = "true to complete, false to reopen.")] completed: bool,
     ) -> Result<Vec<Task>> {
         let ids = parse_ids(&ids)?;
-        let user = Viewer::of(ctx)?.user_id().await?;
+        let viewer = Viewer::of(ctx)?;
+        let user = viewer.ensure_user().await?;
         let tasks = db::tasks::set_completed(Viewer::pool(ctx), user, &ids, completed).await?;
+        viewer.tasks_changed();
         Ok(tasks.into_iter().map(Task).collect())
     }
 
     /// Deletes several tasks at once, all or nothing (see `setTasksCompleted`). At most 100
-    /// ids; returns the deleted ids.
+    /// ids, each listed once; returns the deleted ids in the order given.
     async fn delete_tasks(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The tasks to delete (at most 100).")] ids: Vec<ID>,
     ) -> Result<Vec<ID>> {
         let ids = parse_ids(&ids)?;
-        let user = Viewer::of(ctx)?.user_id().await?;
+        let viewer = Viewer::of(ctx)?;
+        let user = viewer.ensure_user().await?;
         let deleted = db::tasks::delete_many(Viewer::pool(ctx), user, &ids).await?;
+        viewer.tasks_changed();
         Ok(deleted.into_iter().map(|id| ID(id.to_string())).collect())
     }
 }

@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object};
 
 use super::{
-    connection::TaskConnection,
+    connection::{Relay, TaskConnection},
     inputs::{TaskFilter, TaskOrder, UpdateMeInput},
     scalars::DateTime,
     task::{self, TaskStats, page_cost},
@@ -23,7 +23,7 @@ impl User {
     /// The caller's id, checked against this user: a `User` object is always the caller,
     /// and its lists are the caller's whatever path led to it.
     async fn own_id<'a>(&self, ctx: &Context<'a>) -> Result<&'a UserId> {
-        let viewer = Viewer::of(ctx)?.user_id().await?;
+        let viewer = Viewer::of(ctx)?.ensure_user().await?;
         if viewer.as_str() == self.0.id {
             Ok(viewer)
         } else {
@@ -83,7 +83,13 @@ impl User {
         #[graphql(desc = "Page backward: the tasks before this cursor.")] before: Option<String>,
     ) -> Result<TaskConnection> {
         let user = self.own_id(ctx).await?.clone();
-        task::list(ctx, user, filter, order_by, first, after, last, before).await
+        let relay = Relay {
+            first,
+            after,
+            last,
+            before,
+        };
+        task::list(ctx, user, filter, order_by, relay).await
     }
 
     /// Counts over the user's tasks matching a filter.
@@ -92,8 +98,8 @@ impl User {
         ctx: &Context<'_>,
         #[graphql(desc = "Only count tasks matching this filter.")] filter: Option<TaskFilter>,
     ) -> Result<TaskStats> {
-        let user = self.own_id(ctx).await?;
-        task::stats(ctx, user, filter).await
+        self.own_id(ctx).await?;
+        task::stats(ctx, filter).await
     }
 }
 
@@ -104,8 +110,7 @@ pub struct UserQuery;
 impl UserQuery {
     /// The signed-in user: the owner of the token sent with the request.
     async fn me(&self, ctx: &Context<'_>) -> Result<User> {
-        let user_id = Viewer::of(ctx)?.user_id().await?;
-        Ok(User(db::users::get(Viewer::pool(ctx), user_id).await?))
+        Ok(User(Viewer::of(ctx)?.own_row().await?))
     }
 }
 
@@ -122,16 +127,20 @@ impl UserMutation {
         #[graphql(desc = "The changes; fields left out are left alone.")] input: UpdateMeInput,
     ) -> Result<User> {
         let (name, image) = input.parse()?;
-        let user_id = Viewer::of(ctx)?.user_id().await?;
-        Ok(User(
-            db::users::update_profile(Viewer::pool(ctx), user_id, name, image).await?,
-        ))
+        let viewer = Viewer::of(ctx)?;
+        let user_id = viewer.ensure_user().await?;
+        let user = db::users::update_profile(Viewer::pool(ctx), user_id, name, image).await?;
+        viewer.row_changed(user.clone()).await;
+        Ok(User(user))
     }
 
     /// Deletes the signed-in user's data: their profile and, with it, all their tasks. The
     /// account itself lives with the sign-in provider; a later request starts afresh.
     async fn delete_me(&self, ctx: &Context<'_>) -> Result<bool> {
-        let user_id = Viewer::of(ctx)?.user_id().await?;
-        db::users::delete(Viewer::pool(ctx), user_id).await
+        let viewer = Viewer::of(ctx)?;
+        let user_id = viewer.ensure_user().await?;
+        let deleted = db::users::delete(Viewer::pool(ctx), user_id).await?;
+        viewer.user_deleted().await;
+        Ok(deleted)
     }
 }

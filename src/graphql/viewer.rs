@@ -1,34 +1,56 @@
 //! The caller of a request, as resolvers see it.
 //!
 //! The HTTP layer verifies the token and puts one `Viewer` into every operation of the
-//! request. A resolver reaches user data only through [`Viewer::user_id`], which fails with
-//! `UNAUTHENTICATED` for anonymous callers and, the first time it is asked in a request,
-//! brings the `users` row in line with the token's claims. Requests that touch no user
-//! data (introspection, `apiVersion`) therefore never write.
+//! request. A resolver reaches user data only through [`Viewer::ensure_user`], which fails
+//! with `UNAUTHENTICATED` for anonymous callers and, the first time it is called in a request,
+//! brings the `users` row in line with the token's claims (a write, hence the name).
+//! Requests that touch no user data (introspection, `apiVersion`) therefore never write.
+//!
+//! The viewer also remembers, for the length of the request, what every resolver of it would
+//! otherwise read again: the caller's own row (every task's `owner`), and counts with the
+//! same filter. Writes forget the counts they may have changed.
 
-use std::sync::Arc;
-
-use async_graphql::{
-    Context,
-    dataloader::{DataLoader, HashMapCache},
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex as SyncMutex},
 };
-use sqlx::PgPool;
-use tokio::sync::OnceCell;
 
-use super::loaders::OwnerLoader;
+use async_graphql::Context;
+use sqlx::PgPool;
+use tokio::sync::{Mutex, OnceCell};
+
 use crate::{
     auth::{Identity, UserId},
-    db,
+    db::{self, health::Health},
+    domain::query::Filter,
     error::{AppError, Result},
 };
 
 pub struct Viewer {
     identity: Option<Identity>,
     pool: PgPool,
-    synced: OnceCell<()>,
-    /// Batches the `owner` lookups of one request (built per request; see `loaders`). Its
-    /// cache lives as long as the request, so a user is read at most once per request.
-    owners: Option<DataLoader<OwnerLoader, HashMapCache>>,
+    health: Arc<Health>,
+    /// Whether the `users` row matches the token in this request. Reset by `deleteMe`, so a
+    /// later operation of the same batch starts the user afresh instead of failing.
+    synced: Mutex<bool>,
+    /// The caller's row, read at most once per request.
+    row: Mutex<Option<db::users::User>>,
+    /// `count(*)` by filter, each computed once however often the document asks.
+    counts: Memo<i64>,
+    /// `taskStats` by filter, the same way.
+    stats: Memo<db::tasks::Stats>,
+}
+
+/// Values by filter, each computed once; cleared when the caller's tasks change.
+type Memo<T> = SyncMutex<HashMap<String, Arc<OnceCell<T>>>>;
+
+/// The cell for `filter` in `memo`, made on first use.
+fn memo_cell<T>(memo: &Memo<T>, filter: &Filter) -> Result<Arc<OnceCell<T>>> {
+    let mut cells = memo
+        .lock()
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("request memo poisoned")))?;
+    // Debug text is deterministic for equal filters, which is all a memo key needs.
+    Ok(Arc::clone(cells.entry(format!("{filter:?}")).or_default()))
 }
 
 impl std::fmt::Debug for Viewer {
@@ -40,57 +62,16 @@ impl std::fmt::Debug for Viewer {
 }
 
 impl Viewer {
-    pub fn new(identity: Option<Identity>, pool: PgPool) -> Self {
-        let owners = identity.as_ref().map(|identity| {
-            let loader = OwnerLoader {
-                pool: pool.clone(),
-                viewer: identity.user_id.clone(),
-            };
-            // The batch runs in a task of its own; carry the request's span into it, so the
-            // loader's queries are logged (and traced) as part of the request.
-            DataLoader::with_cache(
-                loader,
-                |batch| tokio::spawn(tracing::Instrument::in_current_span(batch)),
-                HashMapCache::default(),
-            )
-        });
+    pub fn new(identity: Option<Identity>, pool: PgPool, health: Arc<Health>) -> Self {
         Self {
             identity,
             pool,
-            synced: OnceCell::new(),
-            owners,
+            health,
+            synced: Mutex::new(false),
+            row: Mutex::new(None),
+            counts: SyncMutex::new(HashMap::new()),
+            stats: SyncMutex::new(HashMap::new()),
         }
-    }
-
-    /// The owner of a task the caller can see, through the request's DataLoader: a page of
-    /// N tasks costs one query for all their owners.
-    pub async fn owner(&self, user_id: &str) -> Result<db::users::User> {
-        let loader = self.owners.as_ref().ok_or(AppError::Unauthenticated)?;
-        loader
-            .load_one(user_id.to_owned())
-            .await
-            .map_err(|err| {
-                AppError::Internal(anyhow::anyhow!("loading task owners failed: {err}"))
-            })?
-            .ok_or_else(|| {
-                AppError::Internal(anyhow::anyhow!("a visible task's owner is not the caller"))
-            })
-    }
-
-    /// Loads the owners of a page of tasks in one batch, ahead of the `owner` resolvers.
-    ///
-    /// The DataLoader batches by time (keys requested within a millisecond share a query); a
-    /// large page can take longer than that to resolve, and would then cost several queries.
-    /// A connection knows all its owners before any `owner` field runs, so it asks for them
-    /// at once and the resolvers find them in the request's cache: one query per page, at any
-    /// size and machine speed.
-    pub async fn prime_owners(&self, user_ids: impl IntoIterator<Item = String>) -> Result<()> {
-        if let Some(loader) = &self.owners {
-            loader.load_many(user_ids).await.map_err(|err| {
-                AppError::Internal(anyhow::anyhow!("loading task owners failed: {err}"))
-            })?;
-        }
-        Ok(())
     }
 
     /// The database pool of the schema (always registered by `build_schema`).
@@ -102,13 +83,89 @@ impl Viewer {
         self.identity.is_some()
     }
 
-    /// The caller's id, with their `users` row guaranteed to exist and be current.
-    pub async fn user_id(&self) -> Result<&UserId> {
+    /// The caller's id, after making sure their `users` row exists and matches the token.
+    /// While the database is known to be down this fails at once with `SERVICE_UNAVAILABLE`
+    /// instead of waiting for a connection that cannot come.
+    pub async fn ensure_user(&self) -> Result<&UserId> {
         let identity = self.identity.as_ref().ok_or(AppError::Unauthenticated)?;
-        self.synced
-            .get_or_try_init(|| db::users::sync(&self.pool, identity))
-            .await?;
+        if self.health.is_down() {
+            return Err(AppError::Unavailable {
+                cause: "the database is unreachable; failing fast until it answers".to_owned(),
+                connection_lost: false,
+            });
+        }
+        let mut synced = self.synced.lock().await;
+        if !*synced {
+            db::users::sync(&self.pool, identity).await?;
+            *synced = true;
+        }
         Ok(&identity.user_id)
+    }
+
+    /// The caller's own row (the `User` of `me` and of every task's `owner`).
+    pub async fn own_row(&self) -> Result<db::users::User> {
+        let user = self.ensure_user().await?;
+        let mut row = self.row.lock().await;
+        if let Some(row) = row.as_ref() {
+            return Ok(row.clone());
+        }
+        let read = db::users::get(&self.pool, user).await?;
+        *row = Some(read.clone());
+        Ok(read)
+    }
+
+    /// The owner of a task the caller can see: always the caller, answered from their row.
+    pub async fn owner(&self, user_id: &str) -> Result<db::users::User> {
+        let own = self
+            .identity
+            .as_ref()
+            .is_some_and(|identity| identity.user_id.as_str() == user_id);
+        if !own {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "a visible task's owner is not the caller"
+            )));
+        }
+        self.own_row().await
+    }
+
+    /// How many of the caller's tasks match `filter`, counted once per request.
+    pub async fn count(&self, filter: &Filter) -> Result<i64> {
+        let user = self.ensure_user().await?;
+        memo_cell(&self.counts, filter)?
+            .get_or_try_init(|| db::tasks::count(&self.pool, user, filter))
+            .await
+            .copied()
+    }
+
+    /// Statistics over the caller's tasks matching `filter`, computed once per request.
+    pub async fn stats(&self, filter: &Filter) -> Result<db::tasks::Stats> {
+        let user = self.ensure_user().await?;
+        memo_cell(&self.stats, filter)?
+            .get_or_try_init(|| db::tasks::stats(&self.pool, user, filter))
+            .await
+            .cloned()
+    }
+
+    /// A task of the caller's changed: counts remembered so far may be stale.
+    pub fn tasks_changed(&self) {
+        if let Ok(mut counts) = self.counts.lock() {
+            counts.clear();
+        }
+        if let Ok(mut stats) = self.stats.lock() {
+            stats.clear();
+        }
+    }
+
+    /// `updateMe` wrote the caller's row: later readers see the new one.
+    pub async fn row_changed(&self, user: db::users::User) {
+        *self.row.lock().await = Some(user);
+    }
+
+    /// `deleteMe` removed the caller's data: a later operation starts the user afresh.
+    pub async fn user_deleted(&self) {
+        *self.synced.lock().await = false;
+        *self.row.lock().await = None;
+        self.tasks_changed();
     }
 
     /// The viewer of the operation being resolved.

@@ -30,13 +30,14 @@ use serde_json::{Map, Value as Json, json};
 use tokio::time::Instant;
 
 use super::{
-    AppState, graphiql,
+    AppState, graphiql, json,
     negotiate::{self, MediaType},
+    rate_limit,
 };
 use crate::{
     auth::{AuthError, Identity},
     graphql::{
-        error::ErrorCode,
+        error::{ErrorCode, code_of},
         pipeline::{Context, Failure, Method, Outcome, Params},
         viewer::Viewer,
     },
@@ -66,14 +67,14 @@ pub async fn get(
             );
         }
     };
-    let viewer = match admit(&state, &headers, peer, media).await {
-        Ok(viewer) => viewer,
+    let admitted = match admit(&state, &headers, peer, media).await {
+        Ok(admitted) => admitted,
         Err(response) => return response,
     };
     let cx = Context {
         method: Method::Get,
         deadline,
-        viewer,
+        viewer: admitted.viewer,
     };
     let outcome = state.executor.execute(params, &cx).await;
     respond(media, outcome)
@@ -97,15 +98,15 @@ pub async fn post(
             "POST bodies must be application/json (UTF-8).",
         );
     }
-    let viewer = match admit(&state, &headers, peer, media).await {
-        Ok(viewer) => viewer,
+    let admitted = match admit(&state, &headers, peer, media).await {
+        Ok(admitted) => admitted,
         Err(response) => return response,
     };
     let body = match read_body(body, state.config.http.max_body_bytes, media).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    let json: Json = match serde_json::from_slice(&body) {
+    let json: Json = match json::from_slice(&body) {
         Ok(json) => json,
         Err(err) => {
             let message = format!("The body is not valid JSON: {err}.");
@@ -120,10 +121,10 @@ pub async fn post(
     let cx = Context {
         method: Method::Post,
         deadline,
-        viewer,
+        viewer: admitted.viewer,
     };
     match json {
-        Json::Array(items) => batch(&state, media, items, &cx).await,
+        Json::Array(items) => batch(&state, media, items, &cx, &admitted.key).await,
         single => {
             let outcome = match params_from_json(single) {
                 Ok(params) => state.executor.execute(params, &cx).await,
@@ -135,7 +136,13 @@ pub async fn post(
 }
 
 /// A JSON array of operations (Apollo's `BatchHttpLink`): run in order, answered in order.
-async fn batch(state: &AppState, media: MediaType, items: Vec<Json>, cx: &Context) -> Response {
+async fn batch(
+    state: &AppState,
+    media: MediaType,
+    items: Vec<Json>,
+    cx: &Context,
+    key: &str,
+) -> Response {
     let max = state.executor.limits().max_batch;
     if items.is_empty() || items.len() > max {
         let message = format!(
@@ -149,6 +156,11 @@ async fn batch(state: &AppState, media: MediaType, items: Vec<Json>, cx: &Contex
             &message,
         );
     }
+    // Each operation costs what a request of its own would: the first was charged on entry.
+    let more = u32::try_from(items.len() - 1).unwrap_or(u32::MAX);
+    if let Err(response) = charge(state, key, more, media) {
+        return *response;
+    }
     let mut bodies = Vec::with_capacity(items.len());
     for item in items {
         let outcome = match params_from_json(item) {
@@ -160,67 +172,105 @@ async fn batch(state: &AppState, media: MediaType, items: Vec<Json>, cx: &Contex
     json_response(media, StatusCode::OK, &bodies)
 }
 
+/// The caller of a request, authenticated and charged one operation.
+struct Admitted {
+    viewer: std::sync::Arc<Viewer>,
+    /// The rate-limit key the request's operations are charged to.
+    key: String,
+}
+
 /// Authenticates the caller and charges their rate limit. A missing token is anonymous; a
 /// token that is present but unusable is refused outright, never downgraded to anonymous.
+///
+/// A token not seen before costs a signature check, so the client's address is charged for
+/// it first: a flood of forged tokens runs out of budget like anonymous requests do. A token
+/// already verified is charged to its user alone.
 async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     peer: SocketAddr,
     media: MediaType,
-) -> Result<std::sync::Arc<Viewer>, Response> {
-    let identity = authenticate(state, headers, media).await?;
+) -> Result<Admitted, Response> {
+    let client =
+        rate_limit::client_addr(peer.ip(), headers, &state.config.rate_limit.trusted_proxies);
+    let address_key = format!("ip:{client}");
+    let identity = match bearer_token(headers, media).map_err(|r| *r)? {
+        None => None,
+        Some(token) => match state.verifier.cached(token) {
+            Some(identity) => Some(identity),
+            None => {
+                charge(state, &address_key, 1, media).map_err(|r| *r)?;
+                Some(verify(state, token, media).await?)
+            }
+        },
+    };
     let key = match &identity {
         Some(identity) => {
             tracing::Span::current().record("user_id", identity.user_id.as_str());
             format!("user:{}", identity.user_id)
         }
-        None => format!("ip:{}", peer.ip()),
+        None => address_key,
     };
-    if let Err(retry_after) = state.rate_limit.check(&key) {
-        let mut response = error(
-            media,
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "Too many requests; slow down and retry after the time in the Retry-After header.",
-        );
-        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return Err(response);
-    }
-    Ok(std::sync::Arc::new(Viewer::new(
+    charge(state, &key, 1, media).map_err(|r| *r)?;
+    let viewer = std::sync::Arc::new(Viewer::new(
         identity,
         state.pool.clone(),
-    )))
+        std::sync::Arc::clone(&state.health),
+    ));
+    Ok(Admitted { viewer, key })
 }
 
-async fn authenticate(
+/// Charges `operations` to `key`, or answers 429 with `Retry-After`.
+fn charge(
     state: &AppState,
-    headers: &HeaderMap,
+    key: &str,
+    operations: u32,
     media: MediaType,
-) -> Result<Option<Identity>, Response> {
+) -> Result<(), Box<Response>> {
+    let Err(retry_after) = state.rate_limit.check(key, operations) else {
+        return Ok(());
+    };
+    let mut response = error(
+        media,
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        "Too many requests; slow down and retry after the time in the Retry-After header.",
+    );
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    Err(Box::new(response))
+}
+
+/// The bearer token of the request, if it has an `Authorization` header; a malformed header
+/// is refused.
+fn bearer_token(headers: &HeaderMap, media: MediaType) -> Result<Option<&str>, Box<Response>> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
-    let token = value
+    value
         .to_str()
         .ok()
         .filter(|_| values.next().is_none())
         .and_then(|value| value.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty());
-    let Some(token) = token else {
-        return Err(unauthorized(
-            media,
-            "invalid_request",
-            "Send exactly one Authorization header of the form \"Bearer <token>\".",
-        ));
-    };
+        .filter(|token| !token.is_empty())
+        .map(Some)
+        .ok_or_else(|| {
+            Box::new(unauthorized(
+                media,
+                "invalid_request",
+                "Send exactly one Authorization header of the form \"Bearer <token>\".",
+            ))
+        })
+}
+
+async fn verify(state: &AppState, token: &str, media: MediaType) -> Result<Identity, Response> {
     match state.verifier.verify(token).await {
-        Ok(identity) => Ok(Some(identity)),
+        Ok(identity) => Ok(identity),
         Err(err) if err.is_unavailable() => {
             let mut response = error(
                 media,
@@ -267,7 +317,15 @@ fn unauthorized(media: MediaType, error_kind: &str, description: &str) -> Respon
 
 /// The response for one operation, with its status from the table in the module docs.
 fn respond(media: MediaType, outcome: Outcome) -> Response {
+    // The database could not be reached: a client should back off and retry, and load
+    // balancers and proxies recognise 503 as that.
+    let unavailable = outcome
+        .response
+        .errors
+        .iter()
+        .any(|error| code_of(error) == Some(ErrorCode::ServiceUnavailable.as_str()));
     let status = match outcome.failure {
+        None if unavailable => StatusCode::SERVICE_UNAVAILABLE,
         None => StatusCode::OK,
         Some(Failure::BadParams) => StatusCode::BAD_REQUEST,
         Some(Failure::Document) => match media {
@@ -281,6 +339,11 @@ fn respond(media: MediaType, outcome: Outcome) -> Response {
     };
     let failure = outcome.failure;
     let mut response = json_response(media, status, &body_of(outcome));
+    if unavailable {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     match failure {
         Some(Failure::MethodNotAllowed) => {
             response
@@ -439,8 +502,9 @@ fn get_params(query_string: &str) -> Result<Params, String> {
             if value.is_empty() {
                 return Ok(Map::new());
             }
-            let json: Json = serde_json::from_str(&value)
-                .map_err(|_| format!("\"{name}\" must be a JSON-encoded object."))?;
+            let json: Json = json::from_str(&value).map_err(|err| {
+                format!("\"{name}\" must be a JSON-encoded object without repeated keys: {err}.")
+            })?;
             json_map(Some(json), name)
         };
         match key.as_str() {

@@ -5,11 +5,13 @@
 //! - [`negotiate`]: `Accept` parsing for GraphQL responses and the playground.
 //! - [`graphiql`]: the self-hosted GraphiQL page and its assets.
 //! - [`health`]: `/healthz` and `/readyz`.
+//! - [`json`]: strict JSON for request bodies (no repeated keys).
 //! - [`rate_limit`]: the per-caller request budget.
 
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
+pub mod json;
 pub mod negotiate;
 pub mod rate_limit;
 
@@ -18,7 +20,9 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use axum::{
     Router,
     body::Body,
+    extract::State,
     http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Redirect},
     routing::get,
 };
@@ -38,6 +42,7 @@ use tracing::Level;
 use crate::{
     auth::{Verifier, dev},
     config::Config,
+    db::health::Health,
     graphql::{error::ErrorCode, pipeline::Executor},
 };
 
@@ -49,6 +54,7 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub config: Config,
     pub pool: PgPool,
+    pub health: Arc<Health>,
     pub executor: Executor,
     pub verifier: Verifier,
     pub rate_limit: rate_limit::RateLimit,
@@ -89,7 +95,15 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.http.request_timeout;
     let cors = cors(&state.config.http.cors_allowed_origins);
     Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route(
+            "/graphql",
+            get(graphql::get)
+                .post(graphql::post)
+                .route_layer(middleware::from_fn_with_state(
+                    InFlight::new(state.config.rate_limit.max_in_flight),
+                    shed_load,
+                )),
+        )
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -120,6 +134,43 @@ pub fn router(state: AppState) -> Router {
                     HeaderValue::from_static("nosniff"),
                 )),
         )
+}
+
+/// The cap on GraphQL requests in flight; `None` when switched off.
+#[derive(Clone)]
+struct InFlight(Option<Arc<tokio::sync::Semaphore>>);
+
+impl InFlight {
+    fn new(max: usize) -> Self {
+        Self((max > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max))))
+    }
+}
+
+/// Sheds load past `MAX_IN_FLIGHT` requests with an immediate 503 and `Retry-After`: under
+/// overload a quick "try again" serves clients better than a queue whose every request
+/// times out, and it keeps memory bounded. Probes (`/healthz`, `/readyz`) are not counted.
+async fn shed_load(
+    State(in_flight): State<InFlight>,
+    request: Request<Body>,
+    next: Next,
+) -> Response<Body> {
+    let Some(semaphore) = in_flight.0 else {
+        return next.run(request).await;
+    };
+    let Ok(_permit) = semaphore.try_acquire_owned() else {
+        tracing::warn!("too many requests in flight; shedding load");
+        let mut response = graphql::error(
+            negotiate::MediaType::Json,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
+            "The server is at capacity; retry after the time in the Retry-After header.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    next.run(request).await
 }
 
 /// The span every log line of a request is written in. It carries the request id (also sent

@@ -1,14 +1,17 @@
-//! Per-caller rate limiting: a token bucket per verified user id (anonymous callers share
-//! one per client address), so one caller's flood never slows another.
+//! Per-caller rate limiting: a token bucket per verified user id (anonymous callers, and
+//! tokens not yet verified, are charged to their client address), so one caller's flood never
+//! slows another. Every operation of a batch is charged.
 //!
-//! The bucket arithmetic is `governor`'s (GCRA, lock-free); this module only picks the key and
-//! keeps the key table from growing without bound.
+//! The bucket arithmetic is `governor`'s (GCRA, lock-free); this module picks the key, finds
+//! the client's address behind trusted proxies, and keeps the key table from growing without
+//! bound.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
+use axum::http::HeaderMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock as _};
 
-use crate::config::RateLimitConfig;
+use crate::config::{Cidr, RateLimitConfig};
 
 #[derive(Clone)]
 pub struct RateLimit {
@@ -51,13 +54,91 @@ impl RateLimit {
         Self { limiter }
     }
 
-    /// Charges one request to `key`; when over the limit, how long until the next is allowed.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let Some(limiter) = &self.limiter else {
+    /// Charges `operations` to `key`; when over the limit, how long until they are allowed.
+    pub fn check(&self, key: &str, operations: u32) -> Result<(), Duration> {
+        let (Some(limiter), Some(n)) = (&self.limiter, NonZeroU32::new(operations)) else {
             return Ok(());
         };
-        limiter.check_key(&key.to_owned()).map_err(|not_until| {
-            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
-        })
+        match limiter.check_key_n(&key.to_owned(), n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                Err(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
+            }
+            // More at once than the burst allows: such a request can never pass.
+            Err(_) => Err(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// The client's address: the peer's, unless the peer is a trusted proxy, in which case the
+/// last address in `X-Forwarded-For` that is not itself a trusted proxy. Entries to the left
+/// of that one were written by the client and could be anything, so they are never used.
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|cidr| cidr.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(ip) {
+                    break;
+                }
+            }
+            // A garbled hop: stop at the last address a trusted proxy vouched for.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(xff).expect("ascii"),
+        );
+        headers
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let proxies: Vec<Cidr> = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let proxy: IpAddr = "10.0.0.5".parse().expect("ip");
+        let stranger: IpAddr = "203.0.113.9".parse().expect("ip");
+        let spoofed = headers("1.1.1.1, 198.51.100.7");
+        assert_eq!(client_addr(stranger, &spoofed, &proxies), stranger);
+        assert_eq!(
+            client_addr(proxy, &spoofed, &[]),
+            proxy,
+            "no proxies configured"
+        );
+        assert_eq!(
+            client_addr(proxy, &spoofed, &proxies).to_string(),
+            "198.51.100.7",
+            "the rightmost untrusted hop, not the client-written leftmost one"
+        );
+        assert_eq!(
+            client_addr(proxy, &headers("198.51.100.7, 10.0.0.9"), &proxies).to_string(),
+            "198.51.100.7",
+            "a chain of trusted proxies is skipped"
+        );
+        assert_eq!(client_addr(proxy, &HeaderMap::new(), &proxies), proxy);
+        assert_eq!(client_addr(proxy, &headers("garbage"), &proxies), proxy);
     }
 }

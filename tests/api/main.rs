@@ -8,13 +8,15 @@ mod common;
 
 mod auth;
 mod cli;
-mod dataloader;
 mod graphql_http;
 mod health;
+mod hostile;
 mod isolation;
 mod listing;
 mod migrations;
+mod owners;
 mod plans;
 mod schema_sdl;
 mod shutdown;
+mod spec;
 mod tasks;

@@ -426,13 +426,18 @@ async fn bulk_completion_is_all_or_nothing() {
         .expect("count");
     assert_eq!(completed, 0);
 
-    // All mine (a repeat is harmless): all change, returned in the order asked.
-    let order = vec![
-        mine[2].clone(),
-        mine[0].clone(),
-        mine[1].clone(),
-        mine[0].clone(),
-    ];
+    // A repeated id has no single answer position: refused, naming the repeat, and nothing
+    // changes.
+    let repeated = vec![mine[0].clone(), mine[1].clone(), mine[0].clone()];
+    assert_bad_input(&set(repeated, true).await, "ids.2");
+    let completed: i64 = sqlx::query_scalar("select count(*) from tasks where completed")
+        .fetch_one(&app.db)
+        .await
+        .expect("count");
+    assert_eq!(completed, 0);
+
+    // All mine: all change, returned in the order asked.
+    let order = vec![mine[2].clone(), mine[0].clone(), mine[1].clone()];
     let reply = set(order, true).await;
     let done = reply.ok()["setTasksCompleted"]
         .as_array()
@@ -661,7 +666,9 @@ async fn a_batch_over_the_limit_runs_none_of_its_mutations() {
 
 #[tokio::test]
 async fn nested_lists_are_priced_by_their_page_sizes() {
-    let app = TestApp::spawn().await;
+    // The statement budget would refuse the nested document first; this is about the
+    // complexity limit alone.
+    let app = TestApp::spawn_with(TestConfig::new().set("GRAPHQL_MAX_STATEMENTS", "0")).await;
     let alice = app.token_for("alice");
     // 100 tasks with a handful of fields each: within the default budget.
     app.gql(
