@@ -302,11 +302,12 @@ impl Executor {
         }
 
         let root = nulls::root_of(operation);
+        // Cost first: it bounds fragment expansion, which the validation walks rely on.
+        self.check_cost(&doc, operation, root, &variables)?;
         let invalid = validate::check(&doc, operation, root, &self.shape, &variables);
         if !invalid.is_empty() {
             return Err(Refusal::new(Failure::Document, invalid));
         }
-        self.check_cost(&doc, operation, root, &variables)?;
 
         document::drop_omitted_variables(&mut doc, operation_name.as_deref(), &variables);
         let variable_positions = document::variable_argument_positions(&doc);

@@ -24,6 +24,7 @@ pub struct FieldShape {
 pub struct Shape {
     objects: HashMap<String, HashMap<String, FieldShape>>,
     inputs: HashMap<String, HashMap<String, Type>>,
+    enums: HashMap<String, Vec<String>>,
 }
 
 /// The root type of queries.
@@ -69,6 +70,14 @@ impl Shape {
                         .collect();
                     shape.objects.insert(name, fields);
                 }
+                TypeKind::Enum(values) => {
+                    let values = values
+                        .values
+                        .into_iter()
+                        .map(|value| value.node.value.node.to_string())
+                        .collect();
+                    shape.enums.insert(name, values);
+                }
                 TypeKind::InputObject(input) => {
                     let fields = input
                         .fields
@@ -90,6 +99,11 @@ impl Shape {
 
     pub fn is_object(&self, name: &str) -> bool {
         self.objects.contains_key(name)
+    }
+
+    /// The values of an enum type; `None` when `name` is not one.
+    pub fn enum_values(&self, name: &str) -> Option<&[String]> {
+        self.enums.get(name).map(Vec::as_slice)
     }
 
     /// The fields of an input object type; `None` when `name` is not one.

@@ -7,6 +7,13 @@
 //!   passes async-graphql's `is_valid_input_value` (its fallback arm accepts anything) and
 //!   only fails while resolving, where it surfaced as an internal error. Variables get the
 //!   same check against their declared types.
+//! - Two fields with one response key must be the same field with the same arguments, also
+//!   when one comes through a fragment (`{ task(id: A) ... on Query { task(id: B) } }`):
+//!   async-graphql keys its check by type condition, so such pairs ran with one answer for
+//!   two questions. Every type of taskql's schema is an object type, so the spec's rule
+//!   reduces to "same name, same arguments", applied to the merged sub-selections too.
+//!
+//! The walks here run after `cost` has bounded fragment expansion and nesting.
 
 use async_graphql::{
     Positioned, ServerError,
@@ -20,6 +27,7 @@ use serde_json::{Map, Value as Json};
 
 use super::{
     error::{ErrorCode, server_error},
+    scalars::parse_time,
     shape::{self, Shape},
 };
 
@@ -41,6 +49,7 @@ pub fn check(
             check_field(shape, ty, field, &mut errors);
         },
     );
+    check_overlaps(doc, &[&op.selection_set.node], &mut errors);
     for definition in &op.variable_definitions {
         let def = &definition.node;
         if let Some(value) = variables.get(def.name.node.as_str())
@@ -134,6 +143,88 @@ fn check_field(shape: &Shape, ty: &str, field: &Positioned<Field>, errors: &mut 
     }
 }
 
+/// Fields that share a response key in the (merged) selection sets `sets` must be the same
+/// field with the same arguments; their sub-selections are merged and checked in turn.
+fn check_overlaps(doc: &ExecutableDocument, sets: &[&SelectionSet], errors: &mut Vec<ServerError>) {
+    let mut by_key: Vec<(&str, Vec<&Positioned<Field>>)> = Vec::new();
+    let mut visited = std::collections::HashSet::new();
+    for set in sets {
+        collect(doc, set, &mut by_key, &mut visited);
+    }
+    for (key, fields) in by_key {
+        let first = fields[0];
+        let conflict = fields[1..].iter().find_map(|other| {
+            if other.node.name.node != first.node.name.node {
+                Some(format!(
+                    "Fields \"{key}\" conflict because \"{}\" and \"{}\" are different fields; use different aliases.",
+                    first.node.name.node, other.node.name.node
+                ))
+            } else if !same_arguments(&first.node, &other.node) {
+                Some(format!(
+                    "Fields \"{key}\" conflict because they have differing arguments; use different aliases."
+                ))
+            } else {
+                None
+            }
+            .map(|message| (message, other.pos))
+        });
+        if let Some((message, pos)) = conflict {
+            let mut error = server_error(ErrorCode::GraphqlValidationFailed, message);
+            error.locations = vec![first.pos, pos];
+            errors.push(error);
+            continue;
+        }
+        let children: Vec<&SelectionSet> = fields
+            .iter()
+            .map(|field| &field.node.selection_set.node)
+            .filter(|set| !set.items.is_empty())
+            .collect();
+        if !children.is_empty() {
+            check_overlaps(doc, &children, errors);
+        }
+    }
+}
+
+/// The fields of `set` by response key, in order, through inline fragments and spreads.
+fn collect<'a>(
+    doc: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    by_key: &mut Vec<(&'a str, Vec<&'a Positioned<Field>>)>,
+    visited: &mut std::collections::HashSet<&'a str>,
+) {
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(field) => {
+                let key = field.node.response_key().node.as_str();
+                match by_key.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, fields)) => fields.push(field),
+                    None => by_key.push((key, vec![field])),
+                }
+            }
+            Selection::InlineFragment(fragment) => {
+                collect(doc, &fragment.node.selection_set.node, by_key, visited);
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                if visited.insert(name)
+                    && let Some(fragment) = doc.fragments.get(name)
+                {
+                    collect(doc, &fragment.node.selection_set.node, by_key, visited);
+                }
+            }
+        }
+    }
+}
+
+/// The same arguments, in any order.
+fn same_arguments(a: &Field, b: &Field) -> bool {
+    a.arguments.len() == b.arguments.len()
+        && a.arguments.iter().all(|(name, value)| {
+            b.get_argument(&name.node)
+                .is_some_and(|other| other.node == value.node)
+        })
+}
+
 /// `__typename` takes no arguments and no selection, and only the executable directives
 /// `@skip` and `@include`, each with its one `if` argument.
 fn typename_rules(field: &Positioned<Field>, errors: &mut Vec<ServerError>) {
@@ -182,24 +273,40 @@ fn condition_directive_problem(directive: &Directive) -> Option<String> {
     }
 }
 
-/// Where a literal does not fit `ty`: only the input-object cases async-graphql lets pass
-/// (scalars, enums and nullability it checks itself).
+/// Where a literal does not fit `ty`, as the spec's input coercion decides it. async-graphql
+/// checks top-level arguments itself, but inside input objects it lets wrong shapes and
+/// out-of-range numbers through to execution.
 fn literal_fits(shape: &Shape, ty: &Type, value: &Value) -> Option<String> {
     match (value, &ty.base) {
-        (Value::Null | Value::Variable(_), _) => None,
+        (Value::Variable(_), _) => None,
+        (Value::Null, _) => (!ty.nullable).then(|| format!("expected a non-null \"{ty}\"")),
         (Value::List(items), BaseType::List(inner)) => items
             .iter()
             .find_map(|item| literal_fits(shape, inner, item)),
         // A single value where a list is expected is coerced to a list of one.
         (_, BaseType::List(inner)) => literal_fits(shape, inner, value),
         (_, BaseType::Named(name)) => {
-            let fields = shape.input(name)?;
-            let Value::Object(object) = value else {
-                return Some(format!("expected an input object of type \"{name}\""));
+            if let Some(fields) = shape.input(name) {
+                let Value::Object(object) = value else {
+                    return Some(format!("expected an input object of type \"{name}\""));
+                };
+                return object
+                    .iter()
+                    .find_map(|(key, item)| literal_fits(shape, fields.get(key.as_str())?, item));
+            }
+            let fits = match (name.as_str(), value) {
+                ("Int", Value::Number(n)) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                ("Float", Value::Number(_)) | ("String", Value::String(_)) => true,
+                ("Boolean", Value::Boolean(_)) => true,
+                ("ID", Value::String(_)) => true,
+                ("ID", Value::Number(n)) => n.is_i64() || n.is_u64(),
+                ("DateTime", Value::String(text)) => parse_time(text).is_ok(),
+                (other, Value::Enum(value)) => shape
+                    .enum_values(other)
+                    .is_some_and(|values| values.iter().any(|v| v == value.as_str())),
+                (other, _) => shape.enum_values(other).is_none() && !is_builtin(other),
             };
-            object
-                .iter()
-                .find_map(|(key, item)| literal_fits(shape, fields.get(key.as_str())?, item))
+            (!fits).then(|| format!("expected a value of type \"{name}\""))
         }
     }
 }
@@ -207,19 +314,40 @@ fn literal_fits(shape: &Shape, ty: &Type, value: &Value) -> Option<String> {
 /// The same for a variable's JSON value.
 fn json_fits(shape: &Shape, ty: &Type, value: &Json) -> Option<String> {
     match (value, &ty.base) {
-        (Json::Null, _) => None,
+        (Json::Null, _) => (!ty.nullable).then(|| format!("expected a non-null \"{ty}\"")),
         (Json::Array(items), BaseType::List(inner)) => {
             items.iter().find_map(|item| json_fits(shape, inner, item))
         }
         (_, BaseType::List(inner)) => json_fits(shape, inner, value),
         (_, BaseType::Named(name)) => {
-            let fields = shape.input(name)?;
-            let Json::Object(object) = value else {
-                return Some(format!("expected an input object of type \"{name}\""));
+            if let Some(fields) = shape.input(name) {
+                let Json::Object(object) = value else {
+                    return Some(format!("expected an input object of type \"{name}\""));
+                };
+                return object
+                    .iter()
+                    .find_map(|(key, item)| json_fits(shape, fields.get(key.as_str())?, item));
+            }
+            let fits = match (name.as_str(), value) {
+                ("Int", Json::Number(n)) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                ("Float", Json::Number(_)) | ("String", Json::String(_)) => true,
+                ("Boolean", Json::Bool(_)) => true,
+                ("ID", Json::String(_)) => true,
+                ("ID", Json::Number(n)) => n.is_i64() || n.is_u64(),
+                ("DateTime", Json::String(text)) => parse_time(text).is_ok(),
+                (other, Json::String(value)) if shape.enum_values(other).is_some() => shape
+                    .enum_values(other)
+                    .is_some_and(|values| values.iter().any(|v| v == value)),
+                (other, _) => shape.enum_values(other).is_none() && !is_builtin(other),
             };
-            object
-                .iter()
-                .find_map(|(key, item)| json_fits(shape, fields.get(key.as_str())?, item))
+            (!fits).then(|| format!("expected a value of type \"{name}\""))
         }
     }
+}
+
+fn is_builtin(name: &str) -> bool {
+    matches!(
+        name,
+        "Int" | "Float" | "String" | "Boolean" | "ID" | "DateTime"
+    )
 }

@@ -30,6 +30,7 @@ use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
+    classify::ServerErrorsFailureClass,
     compression::CompressionLayer,
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
@@ -117,7 +118,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(DefaultOnResponse::new().level(Level::INFO))
+                        .on_failure(log_failure),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(panic_response))
@@ -171,6 +173,18 @@ async fn shed_load(
         return response;
     };
     next.run(request).await
+}
+
+/// Server errors are logged at ERROR, except 503: a database outage or shed load is a
+/// condition to watch (WARN), not a fault in this process.
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    let latency = format!("{} ms", latency.as_millis());
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::warn!(%latency, "service unavailable");
+        }
+        class => tracing::error!(classification = %class, %latency, "response failed"),
+    }
 }
 
 /// The span every log line of a request is written in. It carries the request id (also sent

@@ -8,6 +8,7 @@ mod common;
 
 mod auth;
 mod cli;
+mod faults;
 mod graphql_http;
 mod health;
 mod hostile;

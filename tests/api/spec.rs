@@ -334,3 +334,37 @@ async fn an_exhausted_pool_answers_503_quickly() {
         .await
         .ok();
 }
+
+/// One response key, two questions: refused, also when one of them comes through a
+/// fragment (async-graphql's own rule missed that case, and answered only one of them).
+#[tokio::test]
+async fn fields_that_share_a_response_key_must_ask_the_same() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for("alice");
+    for query in [
+        "{ task(id: \"00000000-0000-0000-0000-000000000001\") { id } ... on Query { task(id: \"00000000-0000-0000-0000-000000000002\") { id } } }",
+        "{ t: me { id } ... { t: apiVersion } }",
+        "{ me { id } ...F } fragment F on Query { me { id: email } }",
+        "{ tasks(first: 1) { totalCount } ... { tasks(first: 2) { totalCount } } }",
+    ] {
+        let reply = app.gql(Some(&token), query, json!({})).await;
+        assert_request_error(&reply, "GRAPHQL_VALIDATION_FAILED");
+        assert!(
+            reply.message().contains("conflict"),
+            "{query}: {}",
+            reply.message()
+        );
+    }
+    // The same field asked twice, however it is written, is one field.
+    let reply = app
+        .gql(
+            Some(&token),
+            "{ me { id } ... on Query { me { id email } } ...F } fragment F on Query { me { email } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        reply.ok(),
+        &json!({ "me": { "id": "alice", "email": "alice@example.com" } })
+    );
+}

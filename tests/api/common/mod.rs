@@ -8,9 +8,11 @@
 //! - [`Process`]: the real `taskql` binary, for what only a process shows (exit codes,
 //!   signals, log lines).
 //! - [`keys`]: signing keys of every accepted algorithm, and a JWKS server.
+//! - [`cluster`]: a private PostgreSQL cluster, for tests that stop the database.
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod keys;
 
 use std::{
@@ -356,8 +358,13 @@ impl Process {
     /// `taskql serve` on `db` in secret mode (the test secret), on a random port, with
     /// `extra` variables; returns once it is listening.
     pub fn serve(db: &TestDb, extra: &[(&str, &str)]) -> (Self, SocketAddr) {
+        Self::serve_url(&db.url, extra)
+    }
+
+    /// [`Process::serve`] on any database URL.
+    pub fn serve_url(database_url: &str, extra: &[(&str, &str)]) -> (Self, SocketAddr) {
         let mut env: HashMap<String, String> = [
-            ("DATABASE_URL", db.url.as_str()),
+            ("DATABASE_URL", database_url),
             ("PORT", "0"),
             ("LOG_FORMAT", "json"),
             ("AUTH_JWT_SECRET", TEST_SECRET),
