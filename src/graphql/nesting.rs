@@ -10,6 +10,10 @@
 //! Values, types and arguments stand inside parentheses (arguments, variable definitions,
 //! directive arguments), so brackets opened inside a `(` are value nesting; braces outside
 //! are selection sets, which the parser bounds at 64.
+//!
+//! The same scan enforces the one rule the parser makes impossible to check afterwards:
+//! input object fields are unique (`{direction: DESRITY, direction: DESC}`). The parser keeps
+//! such an object in a map, so the first value silently disappears.
 
 use serde_json::Value as Json;
 
@@ -22,22 +26,26 @@ pub const MAX_VALUE_DEPTH: usize = 32;
 pub const MAX_NESTING: usize = 64 + 1 + MAX_VALUE_DEPTH;
 
 /// Why a document was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TooDeep {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
     /// A value, type or argument nests more than [`MAX_VALUE_DEPTH`] levels.
     Value,
     /// Brackets of any kind nest more than [`MAX_NESTING`] levels.
     Document,
+    /// An input object literal names this field twice.
+    DuplicateField(String),
 }
 
 /// Scans GraphQL source text and fails when it nests too deeply. Unbalanced or stray
 /// brackets are left for the parser to report; this only bounds depth.
-pub fn check_document(source: &str) -> Result<(), TooDeep> {
+pub fn check_document(source: &str) -> Result<(), Problem> {
     let bytes = source.as_bytes();
     // What each open bracket is; parentheses reset value depth for what they contain.
     let mut stack: Vec<u8> = Vec::new();
     // How many `[`/`{` are open above the innermost `(`; zero outside parentheses.
     let mut value_depth: Vec<usize> = Vec::new();
+    // For each open bracket: the field names seen so far if it is an input object literal.
+    let mut objects: Vec<Option<Vec<&str>>> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -70,26 +78,57 @@ pub fn check_document(source: &str) -> Result<(), TooDeep> {
                 }
             }
             open @ (b'(' | b'[' | b'{') => {
+                let in_value = !value_depth.is_empty();
                 stack.push(open);
+                // An input object literal collects the names of its fields.
+                objects.push((open == b'{' && in_value).then(Vec::new));
                 if stack.len() > MAX_NESTING {
-                    return Err(TooDeep::Document);
+                    return Err(Problem::Document);
                 }
                 if open == b'(' {
                     value_depth.push(0);
                 } else if let Some(depth) = value_depth.last_mut() {
                     *depth += 1;
                     if *depth > MAX_VALUE_DEPTH {
-                        return Err(TooDeep::Value);
+                        return Err(Problem::Value);
                     }
                 }
             }
             b')' | b']' | b'}' => {
+                objects.pop();
                 if let Some(open) = stack.pop() {
                     if open == b'(' {
                         value_depth.pop();
                     } else if let Some(depth) = value_depth.last_mut() {
                         *depth = depth.saturating_sub(1);
                     }
+                }
+            }
+            // Numbers (`1e5`, `-2.5E-3`) are skipped whole, so their letters are not names.
+            b'0'..=b'9' | b'-' => {
+                while i + 1 < bytes.len()
+                    && matches!(bytes[i + 1], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+            }
+            b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
+                let start = i;
+                while i + 1 < bytes.len()
+                    && matches!(bytes[i + 1], b'_' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+                {
+                    i += 1;
+                }
+                let name = &source[start..=i];
+                // A name followed by `:` directly inside an object literal is one of its
+                // fields (elsewhere a name before `:` is an alias, an argument or a variable).
+                if let Some(Some(fields)) = objects.last_mut()
+                    && next_significant(bytes, i + 1) == Some(b':')
+                {
+                    if fields.contains(&name) {
+                        return Err(Problem::DuplicateField(name.to_owned()));
+                    }
+                    fields.push(name);
                 }
             }
             _ => {}
@@ -99,10 +138,28 @@ pub fn check_document(source: &str) -> Result<(), TooDeep> {
     Ok(())
 }
 
+/// The next byte from `from` that is not whitespace, a comma or inside a comment.
+fn next_significant(bytes: &[u8], mut from: usize) -> Option<u8> {
+    while let Some(&byte) = bytes.get(from) {
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => from += 1,
+            b'#' => {
+                while from < bytes.len() && bytes[from] != b'\n' && bytes[from] != b'\r' {
+                    from += 1;
+                }
+            }
+            // The byte-order mark, which GraphQL also ignores.
+            0xEF if bytes[from..].starts_with(&[0xEF, 0xBB, 0xBF]) => from += 3,
+            other => return Some(other),
+        }
+    }
+    None
+}
+
 /// The name of the first variable whose JSON value nests more than [`MAX_VALUE_DEPTH`]
 /// levels. The JSON parser already stops at 128 levels; this keeps variables to the same
 /// bound as literals, so no input reaches the recursive coercion deeper than a literal could.
-pub fn too_deep_variable(variables: &serde_json::Map<String, Json>) -> Option<&str> {
+pub fn problem_variable(variables: &serde_json::Map<String, Json>) -> Option<&str> {
     variables
         .iter()
         .find(|(_, value)| json_depth(value) > MAX_VALUE_DEPTH)
@@ -142,9 +199,9 @@ mod tests {
         assert_eq!(check_document(&nested_list(MAX_VALUE_DEPTH)), Ok(()));
         assert_eq!(
             check_document(&nested_list(MAX_VALUE_DEPTH + 1)),
-            Err(TooDeep::Value)
+            Err(Problem::Value)
         );
-        assert_eq!(check_document(&nested_list(5000)), Err(TooDeep::Value));
+        assert_eq!(check_document(&nested_list(5000)), Err(Problem::Value));
     }
 
     #[test]
@@ -152,7 +209,7 @@ mod tests {
         let deep = format!("{}{}", "{ a ".repeat(60), "}".repeat(60));
         assert_eq!(check_document(&deep), Ok(()));
         let deeper = "{".repeat(MAX_NESTING + 1);
-        assert_eq!(check_document(&deeper), Err(TooDeep::Document));
+        assert_eq!(check_document(&deeper), Err(Problem::Document));
     }
 
     #[test]
@@ -165,9 +222,26 @@ mod tests {
     }
 
     #[test]
+    fn input_object_fields_are_unique() {
+        let duplicate = "{ tasks(orderBy: [{field: PRIORITY, direction: DESRITY, direction: DESC}]) { totalCount } }";
+        assert_eq!(
+            check_document(duplicate),
+            Err(Problem::DuplicateField("direction".into()))
+        );
+        for fine in [
+            "{ a: tasks(first: 1) { b: totalCount } c: tasks(first: 2) { totalCount } }",
+            "{ tasks(filter: {or: [{completed: true}, {completed: false}]}) { totalCount } }",
+            "query($v: TaskFilter = {completed: true}) { tasks(filter: {not: $v, completed: false}) { n: totalCount } }",
+            "{ tasks(filter: {priority: {gte: 1e0}, completed: true}) { totalCount } }",
+        ] {
+            assert_eq!(check_document(fine), Ok(()), "{fine}");
+        }
+    }
+
+    #[test]
     fn types_and_defaults_count_as_values() {
         let deep_type = format!("query($v: {}Int{}) {{ a }}", "[".repeat(40), "]".repeat(40));
-        assert_eq!(check_document(&deep_type), Err(TooDeep::Value));
+        assert_eq!(check_document(&deep_type), Err(Problem::Value));
     }
 
     #[test]
@@ -178,8 +252,8 @@ mod tests {
         }
         let mut variables = serde_json::Map::new();
         variables.insert("ok".into(), serde_json::json!({"a": [1]}));
-        assert_eq!(too_deep_variable(&variables), None);
+        assert_eq!(problem_variable(&variables), None);
         variables.insert("deep".into(), value);
-        assert_eq!(too_deep_variable(&variables), Some("deep"));
+        assert_eq!(problem_variable(&variables), Some("deep"));
     }
 }

@@ -214,15 +214,18 @@ impl Executor {
         }
 
         // Before the parser: it, the validator and the executor all recurse over values.
-        if let Err(too_deep) = nesting::check_document(&query) {
-            let message = match too_deep {
-                nesting::TooDeep::Value => format!(
+        if let Err(problem) = nesting::check_document(&query) {
+            let message = match problem {
+                nesting::Problem::Value => format!(
                     "A value, type or argument in the document nests more than {} levels deep.",
                     nesting::MAX_VALUE_DEPTH
                 ),
-                nesting::TooDeep::Document => format!(
+                nesting::Problem::Document => format!(
                     "The document nests more than {} levels deep.",
                     nesting::MAX_NESTING
+                ),
+                nesting::Problem::DuplicateField(name) => format!(
+                    "An input object names the field \"{name}\" more than once; give each field once."
                 ),
             };
             return Err(Refusal::one(
@@ -231,7 +234,7 @@ impl Executor {
                 message,
             ));
         }
-        if let Some(name) = nesting::too_deep_variable(&variables) {
+        if let Some(name) = nesting::problem_variable(&variables) {
             let mut error = server_error(
                 ErrorCode::BadUserInput,
                 format!(

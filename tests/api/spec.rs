@@ -368,3 +368,24 @@ async fn fields_that_share_a_response_key_must_ask_the_same() {
         &json!({ "me": { "id": "alice", "email": "alice@example.com" } })
     );
 }
+
+/// `{direction: DESRITY, direction: DESC}`: the parser keeps one of the two, so the typo
+/// would pass unseen; the spec makes a repeated input field a validation error.
+#[tokio::test]
+async fn an_input_object_may_name_a_field_once() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for("alice");
+    let reply = app
+        .gql(
+            Some(&token),
+            "{ tasks(orderBy: [{field: PRIORITY, direction: DESRITY, direction: DESC}]) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_request_error(&reply, "GRAPHQL_VALIDATION_FAILED");
+    assert!(
+        reply.message().contains("\"direction\""),
+        "{}",
+        reply.message()
+    );
+}

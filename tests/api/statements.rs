@@ -80,3 +80,77 @@ async fn a_page_with_owners_costs_the_same_statements_at_any_size() {
         "one read of the caller's row"
     );
 }
+
+/// The statement budget is an upper bound that holds: documents priced at the limit run no
+/// more statements than their price, plus the two every request may pay (the user sync and
+/// the caller's row); one statement more is refused before anything runs.
+#[tokio::test]
+async fn a_document_at_the_statement_limit_runs_at_most_that_many() {
+    let db = TestDb::create().await;
+    let (mut server, addr) = Process::serve(
+        &db,
+        &[
+            ("RUST_LOG", "info,sqlx::query=debug"),
+            ("GRAPHQL_MAX_STATEMENTS", "30"),
+        ],
+    );
+    let token = keys::hs256_token(TEST_SECRET, &keys::claims("alice"));
+    for i in 0..30 {
+        post(
+            addr,
+            Some(&token),
+            &format!(
+                "mutation {{ createTask(input: {{ title: \"t{i}\", priority: {} }}) {{ id }} }}",
+                i % 5 + 1
+            ),
+        )
+        .await
+        .ok();
+    }
+    // 30 statements each, by the price list: 30 different counts; a page of 29 rows, each
+    // asking for statistics (counted once, however many rows ask); 15 pages read with their
+    // probe.
+    let counts: Vec<String> = (0..30)
+        .map(|i| format!("c{i}: taskStats(filter: {{ createdAt: {{ gt: \"2000-01-{:02}T00:00:00Z\" }} }}) {{ total }}", i + 1))
+        .collect();
+    let cursor = post(
+        addr,
+        Some(&token),
+        "{ tasks(first: 1) { pageInfo { endCursor } } }",
+    )
+    .await
+    .ok()["tasks"]["pageInfo"]["endCursor"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
+    let pages: Vec<String> = (0..15)
+        .map(|i| {
+            format!("p{i}: tasks(first: {}, after: \"{cursor}\") {{ pageInfo {{ hasPreviousPage }} nodes {{ id }} }}", i + 1)
+        })
+        .collect();
+    for document in [
+        format!("{{ {} }}", counts.join(" ")),
+        "{ tasks(first: 29) { nodes { owner { taskStats { total } } } } }".to_owned(),
+        format!("{{ {} }}", pages.join(" ")),
+    ] {
+        let (statements, _) = statements_for(&mut server, addr, &token, &document).await;
+        assert!(
+            statements <= 30 + 2,
+            "{statements} statements for {document}"
+        );
+    }
+    let over = post(
+        addr,
+        Some(&token),
+        "{ tasks(first: 30) { nodes { owner { taskStats { total } } } } }",
+    )
+    .await;
+    // (Legacy `application/json`: a refused document is still a 200, with no data.)
+    assert!(over.body.get("data").is_none());
+    assert_eq!(over.code(), Some("GRAPHQL_VALIDATION_FAILED"));
+    assert!(
+        over.message().contains("31 database statements"),
+        "{}",
+        over.message()
+    );
+}
