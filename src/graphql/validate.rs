@@ -14,6 +14,12 @@
 //!   reduces to "same name, same arguments", applied to the merged sub-selections too.
 //!
 //! The walks here run after `cost` has bounded fragment expansion and nesting.
+//!
+//! Upstream, in async-graphql 7.2.1 (no issue tracks these as of this writing): the
+//! `__typename` skip is in `validation/visitor.rs` (`visit_selection`); the input-object
+//! fallback in `validation/utils.rs` (`is_valid_input_value`, `_ => None`); the overlap key
+//! in `validation/rules/overlapping_fields_can_be_merged.rs` (`(on_type, name)`). Null
+//! propagation is async-graphql issue #531, handled in `nulls`.
 
 use async_graphql::{
     Positioned, ServerError,
