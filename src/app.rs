@@ -10,10 +10,13 @@ use tokio::net::TcpListener;
 use crate::{
     auth::Verifier,
     config::{AuthMode, Config},
-    db::{self, health::Health},
+    db::{self, Database, health::Health, users::SyncedUsers},
     graphql::{self, apq::MemoryStore, cursor::CursorKeys, pipeline::Executor},
     http::{self, AppState, Shared, rate_limit::RateLimit},
 };
+
+/// How many users' sync state one process remembers (a few dozen bytes each).
+const SYNCED_USERS: usize = 100_000;
 
 /// A migrated, bound, ready-to-run server.
 #[derive(Debug)]
@@ -28,7 +31,12 @@ impl App {
     /// binds the listener. Fails with a message an operator can act on.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         db::ensure_database(&config.database.connect_options).await?;
-        let pool = db::connect(&config.database, config.http.request_timeout);
+        let health = Health::new(config.database.connect_options.clone());
+        let pool = db::connect(
+            &config.database,
+            config.http.request_timeout,
+            Arc::clone(&health),
+        );
         db::migrate(&pool).await?;
 
         let verifier = Verifier::from_config(&config.auth)
@@ -40,7 +48,6 @@ impl App {
                  Auth. Set AUTH_JWKS_URL (or AUTH_JWT_SECRET) before exposing this server."
             );
         }
-        let health = Health::new(config.database.connect_options.clone());
         let cursor_keys = cursor_keys(&config, &verifier)?;
         let schema = graphql::build_schema(pool.clone(), cursor_keys, &config.graphql);
         let executor = Executor::new(
@@ -55,8 +62,11 @@ impl App {
         let state = AppState::new(Shared {
             rate_limit: RateLimit::new(&config.rate_limit),
             config,
-            pool: pool.clone(),
-            health,
+            db: Database {
+                pool: pool.clone(),
+                health,
+                synced: Arc::new(SyncedUsers::new(SYNCED_USERS)),
+            },
             executor,
             verifier,
         });

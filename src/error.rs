@@ -40,6 +40,12 @@ pub enum AppError {
     #[error("{0}")]
     Conflict(Cow<'static, str>),
 
+    /// The caller's `users` row is gone: a `deleteMe` ran concurrently (on any instance).
+    /// The viewer syncs the user again and retries once; if that races too, the client is
+    /// told to send the request again.
+    #[error("the user's row is gone")]
+    UserGone,
+
     /// `expectedUpdatedAt` no longer matches: someone changed the task since the client read it.
     #[error("the task was changed since it was read")]
     StaleUpdate {
@@ -158,11 +164,7 @@ fn constraint_error(name: &str) -> Option<AppError> {
             "The image URL is longer than 2048 characters.",
         ),
         // The caller's user row went away under the request: a `deleteMe` ran concurrently.
-        "tasks_user_id_fkey" | "task_idempotency_keys_user_id_fkey" => AppError::Conflict(
-            "Your data was deleted while this request ran; nothing was written. Send it again \
-             to start afresh."
-                .into(),
-        ),
+        "tasks_user_id_fkey" | "task_idempotency_keys_user_id_fkey" => AppError::UserGone,
         // The task a retried create points at was deleted while the retry ran.
         "task_idempotency_keys_task_id_fkey" | "task_idempotency_keys_pkey" => AppError::Conflict(
             "A concurrent request changed this idempotency key; send the create again.".into(),

@@ -62,7 +62,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => App::build(config).await?.run(shutdown_signal()).await,
         Command::Migrate => {
             db::ensure_database(&config.database.connect_options).await?;
-            let pool = db::connect(&config.database, config.http.request_timeout);
+            let health = db::health::Health::new(config.database.connect_options.clone());
+            let pool = db::connect(&config.database, config.http.request_timeout, health);
             db::migrate(&pool).await?;
             pool.close().await;
             tracing::info!("migrations applied");

@@ -12,7 +12,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sqlx::{ConnectOptions as _, Connection as _, postgres::PgConnectOptions};
@@ -27,6 +27,8 @@ pub struct Health {
     options: PgConnectOptions,
     down: AtomicBool,
     probing: AtomicBool,
+    /// When a connection was last seen lost: connections opened before it are suspect.
+    last_loss: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -43,6 +45,7 @@ impl Health {
             options,
             down: AtomicBool::new(false),
             probing: AtomicBool::new(false),
+            last_loss: std::sync::Mutex::new(None),
         })
     }
 
@@ -51,8 +54,26 @@ impl Health {
         self.down.load(Ordering::Acquire)
     }
 
+    /// Whether a connection was lost after `opened` (`None`: opened longer ago than the
+    /// clock can tell), so that one opened then should be checked before use.
+    pub fn lost_since(&self, opened: Option<Instant>) -> bool {
+        let last = *self
+            .last_loss
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (last, opened) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(lost), Some(opened)) => opened <= lost,
+        }
+    }
+
     /// A connection failed: mark the database down and start the probe.
     pub fn connection_lost(self: &Arc<Self>) {
+        *self
+            .last_loss
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         self.mark_down();
         self.start_probe(PROBE_INTERVAL);
     }

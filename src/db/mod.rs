@@ -20,12 +20,29 @@ use sqlx::{
 
 use crate::config::DatabaseConfig;
 
+/// What the request path needs of the database: the pool, what is known of its health, and
+/// the users this process has already synced. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub pool: PgPool,
+    pub health: std::sync::Arc<health::Health>,
+    pub synced: std::sync::Arc<users::SyncedUsers>,
+}
+
 /// The migrations in `migrations/`, embedded in the binary at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
+/// A connection idle this long is pinged before use: long enough that a busy server never
+/// pays for it, short enough that no managed PostgreSQL has closed it in silence.
+const IDLE_PING: Duration = Duration::from_secs(30);
+
 /// Opens the pool. Connections are made lazily, so this succeeds while the database is down
 /// and `/readyz` reports it; the first query then waits at most `acquire_timeout`.
-pub fn connect(config: &DatabaseConfig, statement_timeout: Duration) -> PgPool {
+pub fn connect(
+    config: &DatabaseConfig,
+    statement_timeout: Duration,
+    health: std::sync::Arc<health::Health>,
+) -> PgPool {
     let options = config
         .connect_options
         .clone()
@@ -44,10 +61,22 @@ pub fn connect(config: &DatabaseConfig, statement_timeout: Duration) -> PgPool {
         .max_connections(config.pool_size)
         .min_connections(0)
         .acquire_timeout(config.acquire_timeout)
-        // Serverless PostgreSQL (Neon) closes idle connections and suspends compute. Pinging a
-        // connection before handing it out, and retiring idle ones early, means a request never
-        // gets a connection the server already dropped.
-        .test_before_acquire(true)
+        // Serverless PostgreSQL (Neon) closes idle connections and suspends compute. A ping
+        // before every checkout would catch that, at the price of a round trip per request;
+        // instead only connections that could have been dropped are pinged: those idle long
+        // enough for a server to close them, and those opened before the last time a
+        // connection was seen lost (a restart kills them all). Idle ones are retired early.
+        .test_before_acquire(false)
+        .before_acquire(move |connection, meta| {
+            let health = std::sync::Arc::clone(&health);
+            Box::pin(async move {
+                let opened = std::time::Instant::now().checked_sub(meta.age);
+                if meta.idle_for < IDLE_PING && !health.lost_since(opened) {
+                    return Ok(true);
+                }
+                Ok(connection.ping().await.is_ok())
+            })
+        })
         .idle_timeout(Some(Duration::from_secs(60)))
         .max_lifetime(Some(Duration::from_secs(30 * 60)))
         .connect_lazy_with(options)

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::users::User;
 use crate::{
     auth::UserId,
     domain::{
@@ -56,25 +57,76 @@ pub async fn get(executor: impl PgExecutor<'_>, user: &UserId, id: Uuid) -> Resu
     .await?)
 }
 
-/// A page of the caller's tasks matching `filter` in `order`, and whether more rows lie
-/// beyond it in the page's direction. Rows come back in `order` whichever the direction.
+/// A page of tasks, as [`list`] reads it.
+#[derive(Debug)]
+pub struct Page {
+    /// The rows, in `order` whichever the direction.
+    pub rows: Vec<Task>,
+    /// Whether more rows lie beyond the page in its direction.
+    pub more: bool,
+    /// The caller's row, when asked for with the page (`with_owner`) and the page has rows.
+    pub owner: Option<User>,
+}
+
+/// A task row with the caller's row beside it (a page read with its owner). The owner's
+/// columns are null when the caller's row is gone (a concurrent `deleteMe`).
+#[derive(sqlx::FromRow)]
+struct TaskWithOwner {
+    #[sqlx(flatten)]
+    task: Task,
+    owner_email: Option<String>,
+    owner_name: Option<String>,
+    owner_image: Option<String>,
+    owner_created_at: Option<DateTime<Utc>>,
+    owner_updated_at: Option<DateTime<Utc>>,
+}
+
+/// The `users` columns read with a page, and their names in the result.
+const OWNER_COLUMNS: [(&str, &str); 5] = [
+    ("email", "owner_email"),
+    ("name", "owner_name"),
+    ("image", "owner_image"),
+    ("created_at", "owner_created_at"),
+    ("updated_at", "owner_updated_at"),
+];
+
+/// A page of the caller's tasks matching `filter` in `order`. With `with_owner`, the same
+/// statement also reads the caller's row (every task's owner), so a page with its owners is
+/// one round trip.
 pub async fn list(
     executor: impl PgExecutor<'_>,
     user: &UserId,
     filter: &Filter,
     order: &Order,
     page: &PageRequest,
-) -> Result<(Vec<Task>, bool)> {
+    with_owner: bool,
+) -> Result<Page> {
     let mut query = QueryBuilder::new("");
-    push_list_query(&mut query, user, filter, order, page);
-    let mut rows: Vec<Task> = query.build_query_as().fetch_all(executor).await?;
+    push_list_query(&mut query, user, filter, order, page, with_owner);
+    let (mut rows, owner) = if with_owner {
+        let rows: Vec<TaskWithOwner> = query.build_query_as().fetch_all(executor).await?;
+        let owner = rows.first().and_then(|row| {
+            Some(User {
+                id: row.task.user_id.clone(),
+                email: row.owner_email.clone()?,
+                name: row.owner_name.clone(),
+                image: row.owner_image.clone(),
+                created_at: row.owner_created_at?,
+                updated_at: row.owner_updated_at?,
+            })
+        });
+        (rows.into_iter().map(|row| row.task).collect(), owner)
+    } else {
+        let rows: Vec<Task> = query.build_query_as().fetch_all(executor).await?;
+        (rows, None)
+    };
     // One row more than asked was read: its presence says whether another page exists.
     let more = rows.len() > page.size as usize;
     rows.truncate(page.size as usize);
     if page.direction == Direction::Backward {
         rows.reverse();
     }
-    Ok((rows, more))
+    Ok(Page { rows, more, owner })
 }
 
 /// Appends the page query to `query`. Public so a test can prefix it with `EXPLAIN` and check
@@ -85,9 +137,21 @@ pub fn push_list_query(
     filter: &Filter,
     order: &Order,
     page: &PageRequest,
+    with_owner: bool,
 ) {
     let backward = page.direction == Direction::Backward;
-    query.push(format_args!("select {COLUMNS} from tasks where user_id = "));
+    query.push(format_args!("select {COLUMNS}"));
+    if with_owner {
+        // The caller's row beside each task, as uncorrelated subqueries: PostgreSQL runs each
+        // once per statement (an InitPlan, a primary-key lookup) whatever the page size, and
+        // the page's own plan stays the index scan it is without them.
+        for (column, alias) in OWNER_COLUMNS {
+            query.push(format_args!(", (select {column} from users where id = "));
+            query.push_bind(user.as_str().to_owned());
+            query.push(format_args!(") as {alias}"));
+        }
+    }
+    query.push(" from tasks where user_id = ");
     query.push_bind(user.as_str().to_owned());
     query.push(" and ");
     push_filter(query, filter);

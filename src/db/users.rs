@@ -19,15 +19,65 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Which users this process has already brought in line with which claims, so that the
+/// request of an unchanged user costs no statement at all. Bounded (least recently used
+/// entries go first); a miss only costs the sync statement.
+///
+/// Another instance may delete a user this cache still holds (`deleteMe` there): writes
+/// that then find the row missing forget the entry and sync again (`Viewer::as_user`).
+pub struct SyncedUsers {
+    entries: Option<std::sync::Mutex<lru::LruCache<String, [u8; 32]>>>,
+}
+
+impl std::fmt::Debug for SyncedUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncedUsers").finish_non_exhaustive()
+    }
+}
+
+impl SyncedUsers {
+    /// A cache of `capacity` users; 0 remembers none (every request syncs).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: std::num::NonZeroUsize::new(capacity)
+                .map(|cap| std::sync::Mutex::new(lru::LruCache::new(cap))),
+        }
+    }
+
+    fn is_synced(&self, identity: &Identity, digest: &[u8; 32]) -> bool {
+        let Some(Ok(mut entries)) = self.entries.as_ref().map(|e| e.lock()) else {
+            return false;
+        };
+        entries.get(identity.user_id.as_str()) == Some(digest)
+    }
+
+    fn remember(&self, identity: &Identity, digest: [u8; 32]) {
+        if let Some(Ok(mut entries)) = self.entries.as_ref().map(|e| e.lock()) {
+            entries.put(identity.user_id.as_str().to_owned(), digest);
+        }
+    }
+
+    /// The user's row is gone (or may be): the next request syncs again.
+    pub fn forget(&self, user: &UserId) {
+        if let Some(Ok(mut entries)) = self.entries.as_ref().map(|e| e.lock()) {
+            entries.pop(user.as_str());
+        }
+    }
+}
+
 /// Makes the `users` row match a verified identity: inserted on first sight, updated when
 /// the token's profile claims changed since they were last copied, and left untouched (no
-/// write, no row lock) when they did not, which is the case for almost every request.
+/// write, no row lock) when they did not. Users this process synced with the same claims
+/// before cost no statement.
 ///
 /// One statement, so two first requests at once cannot both insert: the loser's insert
 /// becomes the conflict update (a no-op when the claims are the same).
 #[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
-pub async fn sync(pool: &PgPool, identity: &Identity) -> Result<()> {
+pub async fn sync(pool: &PgPool, synced: &SyncedUsers, identity: &Identity) -> Result<()> {
     let digest = claims_digest(identity);
+    if synced.is_synced(identity, &digest) {
+        return Ok(());
+    }
     sqlx::query!(
         r#"
         insert into users (id, email, name, image, claims_digest)
@@ -43,18 +93,19 @@ pub async fn sync(pool: &PgPool, identity: &Identity) -> Result<()> {
         identity.email,
         identity.name.as_deref(),
         identity.image.as_deref(),
-        digest,
+        &digest[..],
     )
     .execute(pool)
     .await?;
+    synced.remember(identity, digest);
     Ok(())
 }
 
 /// SHA-256 of the profile claims, in a fixed encoding.
-fn claims_digest(identity: &Identity) -> Vec<u8> {
+fn claims_digest(identity: &Identity) -> [u8; 32] {
     use sha2::{Digest as _, Sha256};
     let encoded = serde_json::json!([identity.email, identity.name, identity.image]).to_string();
-    Sha256::digest(encoded.as_bytes()).to_vec()
+    Sha256::digest(encoded.as_bytes()).into()
 }
 
 /// The caller's own row.
@@ -66,26 +117,7 @@ pub async fn get(executor: impl PgExecutor<'_>, id: &UserId) -> Result<User> {
     )
     .fetch_optional(executor)
     .await?
-    .ok_or(AppError::not_found("user"))
-}
-
-/// Several users at once, for the owner DataLoader. A task's owner is always the caller, so
-/// only the caller's row can come back, whatever ids are asked for.
-pub async fn get_many(
-    executor: impl PgExecutor<'_>,
-    viewer: &UserId,
-    ids: &[String],
-) -> Result<Vec<User>> {
-    // A bound array, not an IN list built from the keys.
-    Ok(sqlx::query_as!(
-        User,
-        "select id, email, name, image, created_at, updated_at from users
-         where id = any($1) and id = $2",
-        ids,
-        viewer.as_str()
-    )
-    .fetch_all(executor)
-    .await?)
+    .ok_or(AppError::UserGone)
 }
 
 /// Changes the caller's profile. `None` leaves a field alone; `Some(None)` clears it. The
@@ -111,7 +143,7 @@ pub async fn update_profile(
     )
     .fetch_optional(executor)
     .await?
-    .ok_or(AppError::not_found("user"))
+    .ok_or(AppError::UserGone)
 }
 
 /// Deletes the caller and, by cascade, all their tasks. Their next request with a valid token

@@ -150,15 +150,16 @@ struct Page {
 }
 
 impl TaskConnection {
-    /// Reads the page for the caller, unless `rows_wanted` is false (only `totalCount`).
+    /// Reads what `wanted` asks of the page for the caller: nothing when only `totalCount`
+    /// is selected.
     pub async fn load(
         ctx: &Context<'_>,
         user: UserId,
         args: ListArgs,
-        rows_wanted: bool,
+        wanted: Wanted,
     ) -> Result<Self> {
-        let page = if rows_wanted {
-            Some(read_page(ctx, &user, &args).await?)
+        let page = if wanted.rows {
+            Some(read_page(ctx, &user, &args, wanted).await?)
         } else {
             None
         };
@@ -175,13 +176,48 @@ impl TaskConnection {
     }
 }
 
-async fn read_page(ctx: &Context<'_>, user: &UserId, args: &ListArgs) -> Result<Page> {
+/// What of a page the client selected, so that nothing unasked is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// `edges`, `nodes` or `pageInfo`: the page itself.
+    pub rows: bool,
+    /// Some row's `owner`: the caller's row, read with the page.
+    pub owners: bool,
+    /// `pageInfo.hasPreviousPage`.
+    pub has_previous: bool,
+    /// `pageInfo.hasNextPage`.
+    pub has_next: bool,
+}
+
+async fn read_page(
+    ctx: &Context<'_>,
+    user: &UserId,
+    args: &ListArgs,
+    wanted: Wanted,
+) -> Result<Page> {
     let pool = Viewer::pool(ctx);
-    let (rows, more) = db::tasks::list(pool, user, &args.filter, &args.order, &args.page).await?;
-    // Whether rows exist on the cursor's other side: the first row of the page bounds it,
-    // or the cursor itself when the page is empty.
+    let db::tasks::Page { rows, more, owner } = db::tasks::list(
+        pool,
+        user,
+        &args.filter,
+        &args.order,
+        &args.page,
+        wanted.owners,
+    )
+    .await?;
+    if let Some(owner) = owner {
+        Viewer::of(ctx)?.row_read(owner).await;
+    }
+    // Whether rows exist on the cursor's other side costs a second statement, run only when
+    // the client selected that flag (Relay allows `false` when it is not computed).
+    let behind_wanted = match args.page.direction {
+        Direction::Forward => wanted.has_previous,
+        Direction::Backward => wanted.has_next,
+    };
+    // The first row of the page bounds it, or the cursor itself when the page is empty.
     let behind = match (&args.page.cursor, args.page.direction) {
         (None, _) => false,
+        (Some(_), _) if !behind_wanted => false,
         (Some(cursor), direction) => {
             let edge = match direction {
                 Direction::Forward => rows.first(),

@@ -88,6 +88,12 @@ impl From<AppError> for async_graphql::Error {
                 (ErrorCode::NotFound, message)
             }
             AppError::Conflict(message) => (ErrorCode::Conflict, message.to_string()),
+            AppError::UserGone => (
+                ErrorCode::Conflict,
+                "Your data was deleted while this request ran; nothing was written. Send it \
+                 again to start afresh."
+                    .to_owned(),
+            ),
             AppError::StaleUpdate { current_updated_at } => {
                 extensions.set(
                     "currentUpdatedAt",

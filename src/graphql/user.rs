@@ -128,8 +128,10 @@ impl UserMutation {
     ) -> Result<User> {
         let (name, image) = input.parse()?;
         let viewer = Viewer::of(ctx)?;
-        let user_id = viewer.ensure_user().await?;
-        let user = db::users::update_profile(Viewer::pool(ctx), user_id, name, image).await?;
+        let pool = Viewer::pool(ctx);
+        let user = viewer
+            .as_user(|user| db::users::update_profile(pool, user, name.clone(), image.clone()))
+            .await?;
         viewer.row_changed(user.clone()).await;
         Ok(User(user))
     }

@@ -21,15 +21,14 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::{
     auth::{Identity, UserId},
-    db::{self, health::Health},
+    db::{self, Database},
     domain::query::Filter,
     error::{AppError, Result},
 };
 
 pub struct Viewer {
     identity: Option<Identity>,
-    pool: PgPool,
-    health: Arc<Health>,
+    db: Database,
     /// Whether the `users` row matches the token in this request. Reset by `deleteMe`, so a
     /// later operation of the same batch starts the user afresh instead of failing.
     synced: Mutex<bool>,
@@ -62,11 +61,10 @@ impl std::fmt::Debug for Viewer {
 }
 
 impl Viewer {
-    pub fn new(identity: Option<Identity>, pool: PgPool, health: Arc<Health>) -> Self {
+    pub fn new(identity: Option<Identity>, db: Database) -> Self {
         Self {
             identity,
-            pool,
-            health,
+            db,
             synced: Mutex::new(false),
             row: Mutex::new(None),
             counts: SyncMutex::new(HashMap::new()),
@@ -88,7 +86,7 @@ impl Viewer {
     /// instead of waiting for a connection that cannot come.
     pub async fn ensure_user(&self) -> Result<&UserId> {
         let identity = self.identity.as_ref().ok_or(AppError::Unauthenticated)?;
-        if self.health.is_down() {
+        if self.db.health.is_down() {
             return Err(AppError::Unavailable {
                 cause: "the database is unreachable; failing fast until it answers".to_owned(),
                 connection_lost: false,
@@ -96,22 +94,51 @@ impl Viewer {
         }
         let mut synced = self.synced.lock().await;
         if !*synced {
-            db::users::sync(&self.pool, identity).await?;
+            db::users::sync(&self.db.pool, &self.db.synced, identity).await?;
             *synced = true;
         }
         Ok(&identity.user_id)
     }
 
+    /// Runs `work` as the caller. If it finds the caller's row gone (a `deleteMe` on any
+    /// instance, which this process's sync cache cannot know of), the user is synced again
+    /// and `work` runs once more: a request after a deletion starts the user afresh, as the
+    /// API promises.
+    pub async fn as_user<'a, T, F, Fut>(&'a self, work: F) -> Result<T>
+    where
+        F: Fn(&'a UserId) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let user = self.ensure_user().await?;
+        match work(user).await {
+            Err(AppError::UserGone) => {
+                self.user_deleted().await;
+                let user = self.ensure_user().await?;
+                work(user).await
+            }
+            done => done,
+        }
+    }
+
     /// The caller's own row (the `User` of `me` and of every task's `owner`).
     pub async fn own_row(&self) -> Result<db::users::User> {
-        let user = self.ensure_user().await?;
-        let mut row = self.row.lock().await;
-        if let Some(row) = row.as_ref() {
-            return Ok(row.clone());
+        {
+            let row = self.row.lock().await;
+            if let Some(row) = row.as_ref() {
+                return Ok(row.clone());
+            }
         }
-        let read = db::users::get(&self.pool, user).await?;
-        *row = Some(read.clone());
+        let read = self
+            .as_user(|user| db::users::get(&self.db.pool, user))
+            .await?;
+        *self.row.lock().await = Some(read.clone());
         Ok(read)
+    }
+
+    /// Remembers the caller's row when a statement read it along with other work (a page
+    /// with its owner), so that later resolvers of the request need not read it again.
+    pub async fn row_read(&self, user: db::users::User) {
+        *self.row.lock().await = Some(user);
     }
 
     /// The owner of a task the caller can see: always the caller, answered from their row.
@@ -132,7 +159,7 @@ impl Viewer {
     pub async fn count(&self, filter: &Filter) -> Result<i64> {
         let user = self.ensure_user().await?;
         memo_cell(&self.counts, filter)?
-            .get_or_try_init(|| db::tasks::count(&self.pool, user, filter))
+            .get_or_try_init(|| db::tasks::count(&self.db.pool, user, filter))
             .await
             .copied()
     }
@@ -141,7 +168,7 @@ impl Viewer {
     pub async fn stats(&self, filter: &Filter) -> Result<db::tasks::Stats> {
         let user = self.ensure_user().await?;
         memo_cell(&self.stats, filter)?
-            .get_or_try_init(|| db::tasks::stats(&self.pool, user, filter))
+            .get_or_try_init(|| db::tasks::stats(&self.db.pool, user, filter))
             .await
             .cloned()
     }
@@ -161,8 +188,12 @@ impl Viewer {
         *self.row.lock().await = Some(user);
     }
 
-    /// `deleteMe` removed the caller's data: a later operation starts the user afresh.
+    /// The caller's data was removed (`deleteMe` here, or found gone): a later operation
+    /// starts the user afresh.
     pub async fn user_deleted(&self) {
+        if let Some(identity) = &self.identity {
+            self.db.synced.forget(&identity.user_id);
+        }
         *self.synced.lock().await = false;
         *self.row.lock().await = None;
         self.tasks_changed();

@@ -212,11 +212,7 @@ async fn admit(
         None => address_key,
     };
     charge(state, &key, 1, media).map_err(|r| *r)?;
-    let viewer = std::sync::Arc::new(Viewer::new(
-        identity,
-        state.pool.clone(),
-        std::sync::Arc::clone(&state.health),
-    ));
+    let viewer = std::sync::Arc::new(Viewer::new(identity, state.db.clone()));
     Ok(Admitted { viewer, key })
 }
 

@@ -21,12 +21,12 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     // An orchestrator's probe has its own short timeout; answer within it, even while the
     // database hangs, rather than leave the probe to guess.
-    let checked = tokio::time::timeout(READINESS_TIMEOUT, db::readiness(&state.pool))
+    let checked = tokio::time::timeout(READINESS_TIMEOUT, db::readiness(&state.db.pool))
         .await
         .unwrap_or(Err(NotReady::Unreachable));
     match checked {
         Ok(()) => {
-            state.health.reachable();
+            state.db.health.reachable();
             (StatusCode::OK, Json(json!({ "status": "ready" })))
         }
         Err(reason) => {
@@ -36,7 +36,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             };
             tracing::warn!(reason, "not ready");
             if reason == "database unreachable" {
-                state.health.connection_lost();
+                state.db.health.connection_lost();
             }
             (
                 StatusCode::SERVICE_UNAVAILABLE,

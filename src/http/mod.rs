@@ -26,7 +26,6 @@ use axum::{
     response::{IntoResponse, Redirect},
     routing::get,
 };
-use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -43,7 +42,7 @@ use tracing::Level;
 use crate::{
     auth::{Verifier, dev},
     config::Config,
-    db::health::Health,
+    db::Database,
     graphql::{error::ErrorCode, pipeline::Executor},
 };
 
@@ -54,8 +53,7 @@ pub struct AppState(Arc<Shared>);
 #[derive(Debug)]
 pub struct Shared {
     pub config: Config,
-    pub pool: PgPool,
-    pub health: Arc<Health>,
+    pub db: Database,
     pub executor: Executor,
     pub verifier: Verifier,
     pub rate_limit: rate_limit::RateLimit,
