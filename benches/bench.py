@@ -1,0 +1,397 @@
+"""How close to the database is taskql? The release binary and the same SQL, side by side.
+
+Run it with `scripts/bench` (which installs wrk when missing). In one run, on one machine:
+
+1. seeds (once; reused while the seed version matches) 10,000 users with 100 tasks each and
+   one user with 10,000 tasks, deterministically;
+2. starts the release binary and warms it (every user and token seen once, as in steady state);
+3. for each repetition and each workload, interleaved: drives taskql over HTTP with wrk at
+   32 connections, then the equivalent SQL with `pgbench -M prepared` at the same concurrency;
+4. prints, per workload: req/s, p50 and p99 of both, the ratio to raw SQL, statements per
+   request (from pg_stat_database), server and database CPU per request, and the server's
+   peak RSS; then a constant-rate run of Q1 at 500 req/s and its p99.
+
+Options: --seconds (per run, default 8), --reps (default 3), --clients (32), --only Q1,Q3.
+Traffic goes only to 127.0.0.1; every run ends by itself.
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432")
+DB = os.environ.get("BENCH_DATABASE", "taskql_bench")
+SECRET = "bench-secret-0123456789-abcdefghijklmnop"
+SEED_VERSION = "2"
+USERS = 10_000
+TASKS_PER_USER = 100
+HEAVY_TASKS = 10_000
+WALK_USERS = 1_000
+
+Q1 = "{ tasks(first: 20, orderBy: [{field: CREATED_AT, direction: DESC}]) { nodes { id title completed priority dueAt createdAt } } }"
+Q2 = "{ tasks(first: 20, filter: {completed: false, priority: {gte: 4}}, orderBy: [{field: DUE_AT, direction: ASC}]) { totalCount nodes { id title priority dueAt } } }"
+Q3 = "{ tasks(first: 20, orderBy: [{field: CREATED_AT, direction: DESC}]) { nodes { id title completed priority dueAt createdAt owner { name email } } } }"
+Q4 = "{ tasks(first: 50, filter: {completed: false}, orderBy: [{field: PRIORITY, direction: DESC}, {field: CREATED_AT, direction: DESC}]) { totalCount nodes { id title priority createdAt } } }"
+M1 = "mutation { createTask(input: {title: \"bench\", description: \"a task\", priority: 4}) { id title description priority completed createdAt } }"
+Q5 = "query($after: String) { tasks(first: 20, after: $after, orderBy: [{field: CREATED_AT, direction: DESC}]) { pageInfo { endCursor } nodes { id title completed priority dueAt createdAt } } }"
+
+USER = "'u' || :u"
+SQL = {
+    "Q1": f"""\\set u random(1, {USERS})
+SELECT id, title, completed, priority, due_at, created_at FROM tasks WHERE user_id = {USER} ORDER BY created_at DESC, id DESC LIMIT 20;
+""",
+    "Q2": f"""\\set u random(1, {USERS})
+SELECT id, title, priority, due_at FROM tasks WHERE user_id = {USER} AND completed = false AND priority >= 4 ORDER BY due_at ASC NULLS LAST, id LIMIT 20;
+SELECT count(*) FROM tasks WHERE user_id = {USER} AND completed = false AND priority >= 4;
+""",
+    "Q3": f"""\\set u random(1, {USERS})
+SELECT t.id, t.title, t.completed, t.priority, t.due_at, t.created_at, u.name, u.email FROM tasks t JOIN users u ON u.id = t.user_id WHERE t.user_id = {USER} ORDER BY t.created_at DESC, t.id DESC LIMIT 20;
+""",
+    "Q4": """SELECT id, title, priority, created_at FROM tasks WHERE user_id = 'heavy' AND completed = false ORDER BY priority DESC, created_at DESC, id DESC LIMIT 50;
+SELECT count(*) FROM tasks WHERE user_id = 'heavy' AND completed = false;
+""",
+    "M1": f"""\\set u random(1, {USERS})
+INSERT INTO tasks (id, user_id, title, description, priority) VALUES (gen_random_uuid(), {USER}, 'bench', 'a task', 4) RETURNING id, title, description, priority, completed, created_at;
+""",
+    # The keyset step after page p (1-4) of user u: the seed gives task j of user u the time
+    # base + (u * 100 + j) s and the id md5('t' || u || '-' || j), so the cursor's values are
+    # computed in the statement, as taskql reads them from its cursor.
+    "Q5": f"""\\set u random(1, {WALK_USERS})
+\\set p random(1, 4)
+SELECT id, title, completed, priority, due_at, created_at FROM tasks WHERE user_id = {USER} AND (created_at, id) < (timestamptz '2025-01-01 00:00:00+00' + (:u * 100 + 101 - 20 * :p) * interval '1 second', md5('t' || :u || '-' || (101 - 20 * :p))::uuid) ORDER BY created_at DESC, id DESC LIMIT 20;
+""",
+}
+
+WORKLOADS = ["Q1", "Q2", "Q3", "Q4", "M1", "Q5"]
+LABELS = {
+    "Q1": "Q1 page of 20 newest",
+    "Q2": "Q2 filtered + sorted + totalCount",
+    "Q3": "Q3 page + owner",
+    "Q4": "Q4 10k-task user, filter + sort + totalCount",
+    "M1": "M1 create",
+    "Q5": "Q5 pages 2-5 through after",
+}
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def psql(sql, db=DB, quiet=True):
+    args = ["psql", f"{SERVER}/{db}", "-v", "ON_ERROR_STOP=1", "-X", "-q", "-t", "-A", "-c", sql]
+    return (subprocess.run(args, check=True, capture_output=quiet, text=True).stdout or "").strip()
+
+
+def seed(binary):
+    try:
+        if psql("select value from bench_meta where key = 'seed'") == SEED_VERSION:
+            log(f"using the seeded database {DB}")
+            return
+    except subprocess.CalledProcessError:
+        pass
+    log(f"seeding {DB}: {USERS} users x {TASKS_PER_USER} tasks + one user with {HEAVY_TASKS} (once)")
+    started = time.time()
+    psql(f"drop database if exists {DB} with (force)", db="postgres")
+    env = dict(os.environ, DATABASE_URL=f"{SERVER}/{DB}", LOG_FORMAT="json", RUST_LOG="warn",
+               AUTH_JWT_SECRET=SECRET)
+    subprocess.run([binary, "migrate"], check=True, env=env)
+    # claims_digest as taskql computes it (SHA-256 of [email, name, image] as JSON), so a
+    # warm server has nothing to write.
+    psql(f"""
+set synchronous_commit = off;
+set maintenance_work_mem = '512MB';
+insert into users (id, email, name, claims_digest)
+select id, id || '@example.com', 'User ' || id,
+       sha256(convert_to(format('["%s@example.com","User %s",null]', id, id), 'UTF8'))
+from (select 'u' || i as id from generate_series(1, {USERS}) i
+      union all select 'heavy') ids;
+insert into tasks (id, user_id, title, description, completed, priority, due_at, created_at, updated_at)
+select md5('t' || u || '-' || j)::uuid, 'u' || u, 'Task ' || j || ' of user ' || u,
+       case when j % 3 = 0 then 'Some notes about task ' || j end,
+       j % 4 = 0, 1 + (j * 7 + u) % 5,
+       case when j % 5 <> 0 then timestamptz '2026-01-01 00:00:00+00' + ((u * 31 + j * 17) % 400) * interval '1 day' end,
+       timestamptz '2025-01-01 00:00:00+00' + (u * 100 + j) * interval '1 second',
+       timestamptz '2025-01-01 00:00:00+00' + (u * 100 + j) * interval '1 second'
+from generate_series(1, {USERS}) u, generate_series(1, {TASKS_PER_USER}) j;
+insert into tasks (id, user_id, title, description, completed, priority, due_at, created_at, updated_at)
+select md5('heavy-' || j)::uuid, 'heavy', 'Heavy task ' || j, null, j % 3 = 0, 1 + (j * 7) % 5,
+       case when j % 5 <> 0 then timestamptz '2026-01-01 00:00:00+00' + (j % 400) * interval '1 day' end,
+       timestamptz '2024-01-01 00:00:00+00' + j * interval '1 second',
+       timestamptz '2024-01-01 00:00:00+00' + j * interval '1 second'
+from generate_series(1, {HEAVY_TASKS}) j;
+create table bench_meta (key text primary key, value text);
+insert into bench_meta values ('seed', '{SEED_VERSION}');
+""", quiet=False)
+    psql("vacuum analyze")
+    log(f"seeded in {time.time() - started:.0f} s")
+
+
+def token(sub):
+    def b64(value):
+        return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).rstrip(b"=").decode()
+    now = int(time.time())
+    head = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': sub, 'email': f'{sub}@example.com', 'name': f'User {sub}', 'iat': now, 'exp': now + 7200})}"
+    signature = hmac.new(SECRET.encode(), head.encode(), hashlib.sha256).digest()
+    return f"{head}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def start_server(binary, workdir):
+    log_path = os.path.join(workdir, "server.log")
+    env = dict(os.environ, DATABASE_URL=f"{SERVER}/{DB}", PORT="0", LOG_FORMAT="json",
+               RUST_LOG="warn,taskql::app=info", AUTH_JWT_SECRET=SECRET,
+               RATE_LIMIT_PER_MINUTE="0", CURSOR_SECRET=SECRET + "-cursors")
+    server = subprocess.Popen([binary, "serve"], env=env, stderr=open(log_path, "w"),
+                              stdout=subprocess.DEVNULL)
+    for _ in range(600):
+        with open(log_path) as f:
+            found = re.search(r'"addr":"([^"]+)"', f.read())
+        if found:
+            return server, f"http://{found.group(1)}/graphql"
+        if server.poll() is not None:
+            sys.exit(f"taskql did not start:\n{open(log_path).read()}")
+        time.sleep(0.1)
+    sys.exit("taskql did not start")
+
+
+def post(url, tok, query, variables=None):
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(url, body, {"content-type": "application/json",
+                                                 "authorization": f"Bearer {tok}"})
+    with urllib.request.urlopen(request) as response:
+        result = json.load(response)
+    if "errors" in result:
+        sys.exit(f"the workload query failed: {result['errors']}")
+    return result["data"]
+
+
+def wrk_script(workdir, name, lines):
+    """A wrk script sending, per request, a random line's token and body."""
+    data = os.path.join(workdir, f"{name}.requests")
+    with open(data, "w") as f:
+        for tok, body in lines:
+            f.write(f"{tok}\t{body}\n")
+    script = os.path.join(workdir, f"{name}.lua")
+    with open(script, "w") as f:
+        f.write(f"""
+local lines = {{}}
+for line in io.lines("{data}") do
+  local tab = string.find(line, "\\t", 1, true)
+  table.insert(lines, {{ string.sub(line, 1, tab - 1), string.sub(line, tab + 1) }})
+end
+local n = 0
+math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16))
+request = function()
+  local pick = lines[math.random(#lines)]
+  return wrk.format("POST", nil, {{
+    ["content-type"] = "application/json",
+    ["authorization"] = "Bearer " .. pick[1],
+  }}, pick[2])
+end
+""")
+    return script
+
+
+def requests_for(name, url, tokens):
+    """(token, body) lines for a workload; Q5's carry real cursors fetched from the server."""
+    body = lambda query, variables=None: json.dumps({"query": query, "variables": variables or {}})
+    if name == "Q4":
+        return [(token("heavy"), body(Q4))]
+    if name == "Q5":
+        lines = []
+        for u in range(1, WALK_USERS + 1):
+            tok = tokens[u - 1]
+            after = None
+            for page in range(1, 5):
+                data = post(url, tok, Q5, {"after": after})
+                after = data["tasks"]["pageInfo"]["endCursor"]
+                lines.append((tok, body(Q5, {"after": after})))
+        return lines
+    query = {"Q1": Q1, "Q2": Q2, "Q3": Q3, "M1": M1}[name]
+    return [(tok, body(query)) for tok in tokens]
+
+
+def parse_wrk(output):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    def ms(label):
+        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(\w+)", output).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    total = int(re.search(r"(\d+) requests in", output).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "requests": total,
+            "non2xx": int(bad.group(1)) if bad else 0}
+
+
+def parse_pgbench(output, logs):
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", output).group(1))
+    latencies = []
+    for path in logs:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    latencies.append(int(parts[2]) / 1000)
+    latencies.sort()
+    def pct(p):
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))]
+    return {"rps": tps, "p50": pct(0.5), "p99": pct(0.99), "requests": len(latencies), "non2xx": 0}
+
+
+def cpu_seconds(pids, children=False):
+    """User and system CPU of `pids`; with `children`, also that of their exited children."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            if children:
+                total += int(fields[13]) + int(fields[14])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / ticks
+
+
+def postgres_pids():
+    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def db_cpu():
+    # The cluster's live processes, plus what the postmaster has collected from backends that
+    # exited (pgbench's, at the end of each run).
+    return cpu_seconds(postgres_pids(), children=True)
+
+
+def transactions():
+    # Every statement outside an explicit transaction is one; pending counts are flushed
+    # within a second of a backend going idle.
+    time.sleep(1.2)
+    return int(psql(f"select xact_commit + xact_rollback from pg_stat_database where datname = '{DB}'"))
+
+
+def run_wrk(script, url, seconds, clients):
+    output = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", script, url],
+                            check=True, capture_output=True, text=True).stdout
+    return parse_wrk(output)
+
+
+def run_pgbench(name, workdir, seconds, clients):
+    script = os.path.join(workdir, f"{name}.sql")
+    with open(script, "w") as f:
+        f.write(SQL[name])
+    prefix = os.path.join(workdir, f"pgbench-{name}")
+    for old in os.listdir(workdir):
+        if old.startswith(f"pgbench-{name}"):
+            os.remove(os.path.join(workdir, old))
+    output = subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+                             "-T", str(seconds), "-l", "--log-prefix", prefix, "-f", script,
+                             f"{SERVER}/{DB}"], check=True, capture_output=True, text=True).stdout
+    logs = [os.path.join(workdir, p) for p in os.listdir(workdir) if p.startswith(f"pgbench-{name}")]
+    return parse_pgbench(output, logs)
+
+
+def measured(run, pids):
+    """Runs `run`, returning its result with statements and CPU per request added."""
+    before_tx, before_server, before_db = transactions(), cpu_seconds(pids), db_cpu()
+    result = run()
+    after_db, after_server = db_cpu(), cpu_seconds(pids)
+    after_tx = transactions()
+    n = max(result["requests"], 1)
+    result["statements"] = (after_tx - before_tx) / n
+    result["server_cpu_ms"] = (after_server - before_server) * 1000 / n
+    result["db_cpu_ms"] = (after_db - before_db) * 1000 / n
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--only", default=",".join(WORKLOADS))
+    parser.add_argument("--binary", required=True)
+    args = parser.parse_args()
+    workloads = [w for w in WORKLOADS if w in args.only.split(",")]
+
+    seed(args.binary)
+    workdir = tempfile.mkdtemp(prefix="taskql-bench-")
+    server, url = start_server(args.binary, workdir)
+    try:
+        tokens = [token(f"u{i}") for i in range(1, USERS + 1)]
+        log("warming up: every user once (token cache, user sync cache)")
+        warm = wrk_script(workdir, "warm", [(t, json.dumps({"query": Q1})) for t in tokens])
+        run_wrk(warm, url, 3, args.clients)
+        scripts = {}
+        for name in workloads:
+            lines = requests_for(name, url, tokens)
+            # Each workload's query is checked once by hand before it is timed.
+            tok, body = lines[0]
+            request = json.loads(body)
+            post(url, tok, request["query"], request.get("variables"))
+            scripts[name] = wrk_script(workdir, name, lines)
+
+        results = {name: {"taskql": [], "raw": []} for name in workloads}
+        for rep in range(args.reps):
+            for name in workloads:
+                log(f"rep {rep + 1}/{args.reps} {name}: taskql, then pgbench")
+                results[name]["taskql"].append(measured(
+                    lambda: run_wrk(scripts[name], url, args.seconds, args.clients), [server.pid]))
+                results[name]["raw"].append(measured(
+                    lambda: run_pgbench(name, workdir, args.seconds, args.clients), []))
+
+        log("constant rate: Q1 at 500 req/s for 10 s")
+        rate = subprocess.run(["node", os.path.join(ROOT, "benches", "constant_rate.mjs"), url,
+                               os.path.join(workdir, "Q1.requests"), "500", "10"],
+                              capture_output=True, text=True)
+        constant = json.loads(rate.stdout) if rate.returncode == 0 else {"error": rate.stderr[-300:]}
+
+        with open(f"/proc/{server.pid}/status") as f:
+            peak_rss = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) / 1024
+    finally:
+        server.terminate()
+        server.wait()
+
+    def median(runs, key):
+        return statistics.median(run[key] for run in runs)
+
+    machine = f"{os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB"
+    print(f"\n{args.reps} interleaved repetitions of {args.seconds} s, {args.clients} connections, medians; {machine}; "
+          f"PostgreSQL {psql('show server_version')}\n")
+    print("| workload | raw SQL /s | taskql /s | taskql ÷ raw | taskql p50 | taskql p99 | raw p50 | raw p99 | statements/request (taskql, raw) | CPU/request ms (server, db; raw db) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    summary = {}
+    for name in workloads:
+        t, r = results[name]["taskql"], results[name]["raw"]
+        ratio = median(t, "rps") / median(r, "rps")
+        summary[name] = {"taskql": t, "raw": r, "ratio": ratio}
+        bad = sum(run["non2xx"] for run in t)
+        print(f"| {LABELS[name]} | {median(r, 'rps'):,.0f} | {median(t, 'rps'):,.0f} | **{ratio:.2f}** | "
+              f"{median(t, 'p50'):.1f} ms | {median(t, 'p99'):.1f} ms | {median(r, 'p50'):.1f} ms | {median(r, 'p99'):.1f} ms | "
+              f"{median(t, 'statements'):.2f}, {median(r, 'statements'):.2f} | "
+              f"{median(t, 'server_cpu_ms'):.3f}, {median(t, 'db_cpu_ms'):.3f}; {median(r, 'db_cpu_ms'):.3f} |"
+              + (f" ({bad} non-2xx)" if bad else ""))
+    print(f"\nPeak RSS of taskql: {peak_rss:.1f} MiB.")
+    if "p99_ms" in constant:
+        print(f"Q1 at a constant {constant['rate']} req/s for {constant['seconds']} s: "
+              f"p50 {constant['p50_ms']:.2f} ms, p99 {constant['p99_ms']:.2f} ms, {constant['errors']} errors.")
+    else:
+        print(f"constant-rate run failed: {constant}")
+    with open(os.path.join(ROOT, "target", "bench-results.json"), "w") as f:
+        json.dump({"results": summary, "peak_rss_mib": peak_rss, "constant_rate": constant}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
