@@ -8,8 +8,8 @@ Run it with `scripts/bench` (which installs wrk when missing). In one run, on on
 3. for each repetition and each workload, interleaved: drives taskql over HTTP with wrk at
    32 connections, then the equivalent SQL with `pgbench -M prepared` at the same concurrency;
 4. prints, per workload: req/s, p50 and p99 of both, the ratio to raw SQL, statements per
-   request (from pg_stat_database), server and database CPU per request, and the server's
-   peak RSS; then a constant-rate run of Q1 at 500 req/s and its p99.
+   request (counted exactly in a second server's statement log), server and database CPU
+   per request, and the server's peak RSS; then a constant-rate run of Q1 at 500 req/s.
 
 Options: --seconds (per run, default 8), --reps (default 3), --clients (32), --only Q1,Q3.
 Traffic goes only to 127.0.0.1; every run ends by itself.
@@ -176,8 +176,9 @@ def post(url, tok, query, variables=None):
     return result["data"]
 
 
-def wrk_script(workdir, name, lines):
-    """A wrk script sending, per request, a random line's token and body."""
+def wrk_script(workdir, name, lines, sequential=False):
+    """A wrk script sending, per request, a random line's token and body (or each line in
+    turn, when `sequential`)."""
     data = os.path.join(workdir, f"{name}.requests")
     with open(data, "w") as f:
         for tok, body in lines:
@@ -191,9 +192,14 @@ for line in io.lines("{data}") do
   table.insert(lines, {{ string.sub(line, 1, tab - 1), string.sub(line, tab + 1) }})
 end
 local n = 0
+local sequential = {"true" if sequential else "false"}
+local start = math.random(#lines)
 math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16))
+start = math.random(#lines)
 request = function()
-  local pick = lines[math.random(#lines)]
+  n = n + 1
+  -- Sequential (warm-up): every line in turn from a random start; otherwise a random line.
+  local pick = sequential and lines[(start + n) % #lines + 1] or lines[math.random(#lines)]
   return wrk.format("POST", nil, {{
     ["content-type"] = "application/json",
     ["authorization"] = "Bearer " .. pick[1],
@@ -275,13 +281,6 @@ def db_cpu():
     return cpu_seconds(postgres_pids(), children=True)
 
 
-def transactions():
-    # Every statement outside an explicit transaction is one; pending counts are flushed
-    # within a second of a backend going idle.
-    time.sleep(1.2)
-    return int(psql(f"select xact_commit + xact_rollback from pg_stat_database where datname = '{DB}'"))
-
-
 def run_wrk(script, url, seconds, clients):
     output = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", script, url],
                             check=True, capture_output=True, text=True).stdout
@@ -304,16 +303,52 @@ def run_pgbench(name, workdir, seconds, clients):
 
 
 def measured(run, pids):
-    """Runs `run`, returning its result with statements and CPU per request added."""
-    before_tx, before_server, before_db = transactions(), cpu_seconds(pids), db_cpu()
+    """Runs `run`, returning its result with CPU per request added."""
+    before_server, before_db = cpu_seconds(pids), db_cpu()
     result = run()
     after_db, after_server = db_cpu(), cpu_seconds(pids)
-    after_tx = transactions()
     n = max(result["requests"], 1)
-    result["statements"] = (after_tx - before_tx) / n
     result["server_cpu_ms"] = (after_server - before_server) * 1000 / n
     result["db_cpu_ms"] = (after_db - before_db) * 1000 / n
     return result
+
+
+def statements_per_request(binary, workdir, lines_by_workload):
+    """Exact statements per request of each workload in steady state, counted in the
+    statement log of a second, short-lived server (sqlx logs every statement in the span of
+    its request): 20 requests to warm its caches, then 100 counted ones."""
+    log_path = os.path.join(workdir, "statements.log")
+    env = dict(os.environ, DATABASE_URL=f"{SERVER}/{DB}", PORT="0", LOG_FORMAT="json",
+               RUST_LOG="warn,taskql::app=info,sqlx::query=debug,tower_http=info",
+               AUTH_JWT_SECRET=SECRET, RATE_LIMIT_PER_MINUTE="0", CURSOR_SECRET=SECRET + "-cursors")
+    server = subprocess.Popen([binary, "serve"], env=env, stderr=open(log_path, "w"),
+                              stdout=subprocess.DEVNULL)
+    counts = {}
+    try:
+        for _ in range(600):
+            found = re.search(r'"addr":"([^"]+)"', open(log_path).read())
+            if found:
+                break
+            time.sleep(0.1)
+        url = f"http://{found.group(1)}/graphql"
+        for name, lines in lines_by_workload.items():
+            sample = lines[:20]
+            for tok, body in sample:
+                request = json.loads(body)
+                post(url, tok, request["query"], request.get("variables"))
+            mark = os.path.getsize(log_path)
+            for i in range(100):
+                tok, body = sample[i % len(sample)]
+                request = json.loads(body)
+                post(url, tok, request["query"], request.get("variables"))
+            with open(log_path) as f:
+                f.seek(mark)
+                text = f.read()
+            counts[name] = text.count('"target":"sqlx::query"') / 100
+    finally:
+        server.terminate()
+        server.wait()
+    return counts
 
 
 def main():
@@ -332,11 +367,14 @@ def main():
     try:
         tokens = [token(f"u{i}") for i in range(1, USERS + 1)]
         log("warming up: every user once (token cache, user sync cache)")
-        warm = wrk_script(workdir, "warm", [(t, json.dumps({"query": Q1})) for t in tokens])
-        run_wrk(warm, url, 3, args.clients)
+        warm = wrk_script(workdir, "warm", [(t, json.dumps({"query": Q1})) for t in tokens],
+                          sequential=True)
+        run_wrk(warm, url, 8, args.clients)
         scripts = {}
+        all_lines = {}
         for name in workloads:
             lines = requests_for(name, url, tokens)
+            all_lines[name] = lines
             # Each workload's query is checked once by hand before it is timed.
             tok, body = lines[0]
             request = json.loads(body)
@@ -363,6 +401,10 @@ def main():
     finally:
         server.terminate()
         server.wait()
+    log("counting statements per request")
+    statements = statements_per_request(args.binary, workdir, all_lines)
+    raw_statements = {name: sum(1 for line in SQL[name].splitlines() if line and not line.startswith("\\"))
+                      for name in workloads}
 
     def median(runs, key):
         return statistics.median(run[key] for run in runs)
@@ -380,7 +422,7 @@ def main():
         bad = sum(run["non2xx"] for run in t)
         print(f"| {LABELS[name]} | {median(r, 'rps'):,.0f} | {median(t, 'rps'):,.0f} | **{ratio:.2f}** | "
               f"{median(t, 'p50'):.1f} ms | {median(t, 'p99'):.1f} ms | {median(r, 'p50'):.1f} ms | {median(r, 'p99'):.1f} ms | "
-              f"{median(t, 'statements'):.2f}, {median(r, 'statements'):.2f} | "
+              f"{statements[name]:g}, {raw_statements[name]} | "
               f"{median(t, 'server_cpu_ms'):.3f}, {median(t, 'db_cpu_ms'):.3f}; {median(r, 'db_cpu_ms'):.3f} |"
               + (f" ({bad} non-2xx)" if bad else ""))
     print(f"\nPeak RSS of taskql: {peak_rss:.1f} MiB.")
@@ -390,7 +432,8 @@ def main():
     else:
         print(f"constant-rate run failed: {constant}")
     with open(os.path.join(ROOT, "target", "bench-results.json"), "w") as f:
-        json.dump({"results": summary, "peak_rss_mib": peak_rss, "constant_rate": constant}, f, indent=1)
+        json.dump({"results": summary, "statements": statements, "peak_rss_mib": peak_rss,
+                   "constant_rate": constant}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -93,7 +94,14 @@ impl App {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
+        // Responses are small and written in pieces; without TCP_NODELAY, Nagle's algorithm
+        // holds the last piece until the client's delayed ACK (up to 40 ms on Linux).
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutdown signal received; finishing in-flight requests");

@@ -12,6 +12,12 @@ use taskql::{
     db, telemetry,
 };
 
+/// mimalloc instead of the system allocator: a request allocates and frees many small
+/// objects across threads, and glibc's malloc and free were a fifth of the server's CPU per
+/// request in a profile of the benchmark (README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for an unusable configuration (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
