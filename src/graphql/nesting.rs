@@ -159,7 +159,7 @@ fn next_significant(bytes: &[u8], mut from: usize) -> Option<u8> {
 /// The name of the first variable whose JSON value nests more than [`MAX_VALUE_DEPTH`]
 /// levels. The JSON parser already stops at 128 levels; this keeps variables to the same
 /// bound as literals, so no input reaches the recursive coercion deeper than a literal could.
-pub fn problem_variable(variables: &serde_json::Map<String, Json>) -> Option<&str> {
+pub fn too_deep_variable(variables: &serde_json::Map<String, Json>) -> Option<&str> {
     variables
         .iter()
         .find(|(_, value)| json_depth(value) > MAX_VALUE_DEPTH)
@@ -252,8 +252,8 @@ mod tests {
         }
         let mut variables = serde_json::Map::new();
         variables.insert("ok".into(), serde_json::json!({"a": [1]}));
-        assert_eq!(problem_variable(&variables), None);
+        assert_eq!(too_deep_variable(&variables), None);
         variables.insert("deep".into(), value);
-        assert_eq!(problem_variable(&variables), Some("deep"));
+        assert_eq!(too_deep_variable(&variables), Some("deep"));
     }
 }

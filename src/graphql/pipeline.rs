@@ -120,6 +120,7 @@ pub struct Executor {
     persisted: Arc<dyn apq::PersistedQueryStore>,
     shape: Shape,
     health: Arc<Health>,
+    documents: DocumentCache,
 }
 
 impl std::fmt::Debug for Executor {
@@ -139,6 +140,7 @@ impl Executor {
     ) -> Self {
         Self {
             shape: Shape::from_sdl(&super::sdl()),
+            documents: DocumentCache::new(DOCUMENT_CACHE_SIZE),
             schema,
             limits,
             persisted,
@@ -213,28 +215,7 @@ impl Executor {
             ));
         }
 
-        // Before the parser: it, the validator and the executor all recurse over values.
-        if let Err(problem) = nesting::check_document(&query) {
-            let message = match problem {
-                nesting::Problem::Value => format!(
-                    "A value, type or argument in the document nests more than {} levels deep.",
-                    nesting::MAX_VALUE_DEPTH
-                ),
-                nesting::Problem::Document => format!(
-                    "The document nests more than {} levels deep.",
-                    nesting::MAX_NESTING
-                ),
-                nesting::Problem::DuplicateField(name) => format!(
-                    "An input object names the field \"{name}\" more than once; give each field once."
-                ),
-            };
-            return Err(Refusal::one(
-                Failure::Document,
-                ErrorCode::GraphqlValidationFailed,
-                message,
-            ));
-        }
-        if let Some(name) = nesting::problem_variable(&variables) {
+        if let Some(name) = nesting::too_deep_variable(&variables) {
             let mut error = server_error(
                 ErrorCode::BadUserInput,
                 format!(
@@ -249,12 +230,7 @@ impl Executor {
             return Err(Refusal::new(Failure::Document, vec![error]));
         }
 
-        let mut doc = parse_query(&query).map_err(|err| {
-            let mut error = ServerError::from(err);
-            error.message = syntax_error_message(&error.message);
-            set_code(&mut error, ErrorCode::GraphqlParseFailed);
-            Refusal::new(Failure::Document, vec![error])
-        })?;
+        let mut doc = self.parse(&query)?;
 
         let operation = select_operation(&doc, operation_name.as_deref())
             .map_err(|error| Refusal::new(Failure::Document, vec![error]))?;
@@ -328,6 +304,44 @@ impl Executor {
             variables,
             marked,
         })
+    }
+
+    /// The document `query` parses to: from the cache when the same text was parsed before
+    /// (clients send a handful of documents over and over), else checked for nesting,
+    /// parsed, and remembered.
+    fn parse(&self, query: &str) -> Result<ExecutableDocument, Refusal> {
+        if let Some(doc) = self.documents.get(query) {
+            return Ok(doc);
+        }
+        // Before the parser: it, the validator and the executor all recurse over values.
+        if let Err(problem) = nesting::check_document(query) {
+            let message = match problem {
+                nesting::Problem::Value => format!(
+                    "A value, type or argument in the document nests more than {} levels deep.",
+                    nesting::MAX_VALUE_DEPTH
+                ),
+                nesting::Problem::Document => format!(
+                    "The document nests more than {} levels deep.",
+                    nesting::MAX_NESTING
+                ),
+                nesting::Problem::DuplicateField(name) => format!(
+                    "An input object names the field \"{name}\" more than once; give each field once."
+                ),
+            };
+            return Err(Refusal::one(
+                Failure::Document,
+                ErrorCode::GraphqlValidationFailed,
+                message,
+            ));
+        }
+        let doc = parse_query(query).map_err(|err| {
+            let mut error = ServerError::from(err);
+            error.message = syntax_error_message(&error.message);
+            set_code(&mut error, ErrorCode::GraphqlParseFailed);
+            Refusal::new(Failure::Document, vec![error])
+        })?;
+        self.documents.put(query, &doc);
+        Ok(doc)
     }
 
     /// Refuses documents whose database work (or fragment expansion) is over the limits,
@@ -460,8 +474,8 @@ impl Executor {
     }
 
     /// Applies the spec's null rules to an executed response (see `nulls`). The document is
-    /// parsed again from its text: cheaper than keeping a copy of every document for the few
-    /// responses that need it.
+    /// taken again from its text (usually from the cache): cheaper than keeping a copy of
+    /// every document for the few responses that need it.
     fn complete(
         &self,
         response: &mut Response,
@@ -469,7 +483,7 @@ impl Executor {
         operation_name: Option<&str>,
         variables: &Map<String, Json>,
     ) {
-        let Ok(doc) = parse_query(query) else {
+        let Ok(doc) = self.parse(query) else {
             return;
         };
         let Ok(operation) = select_operation(&doc, operation_name) else {
@@ -489,6 +503,38 @@ impl Executor {
             variables,
             error_paths,
         );
+    }
+}
+
+/// How many parsed documents are remembered, and the longest text that is (so the cache
+/// holds at most a few megabytes).
+const DOCUMENT_CACHE_SIZE: usize = 1000;
+const MAX_CACHED_DOCUMENT_BYTES: usize = 4096;
+
+/// Parsed documents by their text. A hit skips the nesting scan and the parser; the caller
+/// gets its own copy, which the pipeline then adjusts to the request's variables.
+struct DocumentCache(Option<std::sync::Mutex<lru::LruCache<String, Arc<ExecutableDocument>>>>);
+
+impl DocumentCache {
+    fn new(capacity: usize) -> Self {
+        Self(
+            std::num::NonZeroUsize::new(capacity)
+                .map(|cap| std::sync::Mutex::new(lru::LruCache::new(cap))),
+        )
+    }
+
+    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+        let doc = self.0.as_ref()?.lock().ok()?.get(query).cloned()?;
+        Some(ExecutableDocument::clone(&doc))
+    }
+
+    fn put(&self, query: &str, doc: &ExecutableDocument) {
+        if query.len() > MAX_CACHED_DOCUMENT_BYTES {
+            return;
+        }
+        if let Some(Ok(mut cache)) = self.0.as_ref().map(|cache| cache.lock()) {
+            cache.put(query.to_owned(), Arc::new(doc.clone()));
+        }
     }
 }
 
