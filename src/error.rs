@@ -110,10 +110,7 @@ impl From<sqlx::Error> for AppError {
                 // PostgreSQL text cannot hold U+0000; the API refuses it first, with the
                 // field's name. This is the backstop for any input that slipped past.
                 Some("22021" | "22P05") => {
-                    return Self::invalid(
-                        "input",
-                        "Text may not contain the NUL character (U+0000).",
-                    );
+                    return Self::invalid("input", crate::domain::text::NUL_MESSAGE);
                 }
                 Some(code) if unavailable_code(code) => return Self::unavailable(&err),
                 _ => {}

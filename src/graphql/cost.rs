@@ -166,12 +166,12 @@ impl<'a> Walk<'a> {
             // `__typename`, introspection, or a field validation will refuse.
             return Ok(own);
         };
-        let ty = shape::named(&shape.ty).to_owned();
+        let ty = shape::named(&shape.ty);
         let children = &field.selection_set.node;
         if ty == CONNECTION {
             let rows = self.page_size(field);
             let outer = std::mem::replace(&mut self.rows, rows);
-            let below = self.set(&ty, children);
+            let below = self.set(ty, children);
             self.rows = outer;
             let below = below?;
             let mut statements = below.statements;
@@ -187,7 +187,7 @@ impl<'a> Walk<'a> {
                 reads_page: false,
             }));
         }
-        let below = self.set(&ty, children)?;
+        let below = self.set(ty, children)?;
         let cost = match (parent, name) {
             (CONNECTION, "totalCount") => Cost::statements(1),
             (CONNECTION, "pageInfo") => Cost {

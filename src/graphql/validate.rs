@@ -59,7 +59,7 @@ pub fn check(
     for definition in &op.variable_definitions {
         let def = &definition.node;
         if let Some(value) = variables.get(def.name.node.as_str())
-            && let Some(problem) = json_fits(shape, &def.var_type.node, value)
+            && let Some(problem) = fits(shape, &def.var_type.node, value, true)
         {
             let mut error = server_error(
                 ErrorCode::BadUserInput,
@@ -78,25 +78,22 @@ pub fn check(
 /// Calls `visit` with each field of `set` and the type it is selected on, descending into
 /// sub-selections, inline fragments and fragments (each fragment definition once per type).
 fn fields<'a>(
-    shape: &Shape,
-    ty: &str,
+    shape: &'a Shape,
+    ty: &'a str,
     set: &'a SelectionSet,
     doc: &'a ExecutableDocument,
     visit: &mut impl FnMut(&str, &'a Positioned<Field>),
 ) {
     // An explicit stack: fragments may be spread many times, so each is visited once.
-    let mut pending: Vec<(String, &'a SelectionSet)> = vec![(ty.to_owned(), set)];
+    let mut pending: Vec<(&'a str, &'a SelectionSet)> = vec![(ty, set)];
     let mut seen_fragments = std::collections::HashSet::new();
     while let Some((ty, set)) = pending.pop() {
         for item in &set.items {
             match &item.node {
                 Selection::Field(field) => {
-                    visit(&ty, field);
-                    if let Some(child) = shape.field(&ty, &field.node.name.node) {
-                        pending.push((
-                            shape::named(&child.ty).to_owned(),
-                            &field.node.selection_set.node,
-                        ));
+                    visit(ty, field);
+                    if let Some(child) = shape.field(ty, &field.node.name.node) {
+                        pending.push((shape::named(&child.ty), &field.node.selection_set.node));
                     }
                 }
                 Selection::InlineFragment(fragment) => {
@@ -104,7 +101,7 @@ fn fields<'a>(
                         .node
                         .type_condition
                         .as_ref()
-                        .map_or(ty.clone(), |c| c.node.on.node.to_string());
+                        .map_or(ty, |c| c.node.on.node.as_str());
                     pending.push((on, &fragment.node.selection_set.node));
                 }
                 Selection::FragmentSpread(spread) => {
@@ -113,7 +110,7 @@ fn fields<'a>(
                         && seen_fragments.insert(name.as_str())
                     {
                         pending.push((
-                            fragment.node.type_condition.node.on.node.to_string(),
+                            fragment.node.type_condition.node.on.node.as_str(),
                             &fragment.node.selection_set.node,
                         ));
                     }
@@ -134,7 +131,7 @@ fn check_field(shape: &Shape, ty: &str, field: &Positioned<Field>, errors: &mut 
     };
     for (arg, value) in &field.node.arguments {
         if let Some(arg_type) = definition.args.get(arg.node.as_str())
-            && let Some(problem) = literal_fits(shape, arg_type, &value.node)
+            && let Some(problem) = fits(shape, arg_type, &value.node, false)
         {
             let mut error = server_error(
                 ErrorCode::GraphqlValidationFailed,
@@ -279,72 +276,96 @@ fn condition_directive_problem(directive: &Directive) -> Option<String> {
     }
 }
 
-/// Where a literal does not fit `ty`, as the spec's input coercion decides it. async-graphql
-/// checks top-level arguments itself, but inside input objects it lets wrong shapes and
-/// out-of-range numbers through to execution.
-fn literal_fits(shape: &Shape, ty: &Type, value: &Value) -> Option<String> {
-    match (value, &ty.base) {
-        (Value::Variable(_), _) => None,
-        (Value::Null, _) => (!ty.nullable).then(|| format!("expected a non-null \"{ty}\"")),
-        (Value::List(items), BaseType::List(inner)) => items
-            .iter()
-            .find_map(|item| literal_fits(shape, inner, item)),
-        // A single value where a list is expected is coerced to a list of one.
-        (_, BaseType::List(inner)) => literal_fits(shape, inner, value),
-        (_, BaseType::Named(name)) => {
-            if let Some(fields) = shape.input(name) {
-                let Value::Object(object) = value else {
-                    return Some(format!("expected an input object of type \"{name}\""));
-                };
-                return object
-                    .iter()
-                    .find_map(|(key, item)| literal_fits(shape, fields.get(key.as_str())?, item));
+/// A value as input coercion sees it, whether a literal of the document or a variable's
+/// JSON, so both are checked by the one [`fits`].
+enum Kind<'a, V> {
+    /// A variable inside a literal: checked where its value is given.
+    Variable,
+    Null,
+    List(&'a [V]),
+    Object(Vec<(&'a str, &'a V)>),
+    Number(&'a serde_json::Number),
+    String(&'a str),
+    Boolean,
+    Enum(&'a str),
+}
+
+trait Input: Sized {
+    fn kind(&self) -> Kind<'_, Self>;
+}
+
+impl Input for Value {
+    fn kind(&self) -> Kind<'_, Self> {
+        match self {
+            Value::Variable(_) => Kind::Variable,
+            Value::Null => Kind::Null,
+            Value::List(items) => Kind::List(items),
+            Value::Object(fields) => {
+                Kind::Object(fields.iter().map(|(k, v)| (k.as_str(), v)).collect())
             }
-            let fits = match (name.as_str(), value) {
-                ("Int", Value::Number(n)) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
-                ("Float", Value::Number(_)) | ("String", Value::String(_)) => true,
-                ("Boolean", Value::Boolean(_)) => true,
-                ("ID", Value::String(_)) => true,
-                ("ID", Value::Number(n)) => n.is_i64() || n.is_u64(),
-                ("DateTime", Value::String(text)) => parse_time(text).is_ok(),
-                (other, Value::Enum(value)) => shape
-                    .enum_values(other)
-                    .is_some_and(|values| values.iter().any(|v| v == value.as_str())),
-                (other, _) => shape.enum_values(other).is_none() && !is_builtin(other),
-            };
-            (!fits).then(|| format!("expected a value of type \"{name}\""))
+            Value::Number(n) => Kind::Number(n),
+            Value::String(text) => Kind::String(text),
+            Value::Boolean(_) => Kind::Boolean,
+            Value::Enum(name) => Kind::Enum(name.as_str()),
+            // Upload values never appear in a document taskql accepts.
+            Value::Binary(_) => Kind::Variable,
         }
     }
 }
 
-/// The same for a variable's JSON value.
-fn json_fits(shape: &Shape, ty: &Type, value: &Json) -> Option<String> {
-    match (value, &ty.base) {
-        (Json::Null, _) => (!ty.nullable).then(|| format!("expected a non-null \"{ty}\"")),
-        (Json::Array(items), BaseType::List(inner)) => {
-            items.iter().find_map(|item| json_fits(shape, inner, item))
+impl Input for Json {
+    fn kind(&self) -> Kind<'_, Self> {
+        match self {
+            Json::Null => Kind::Null,
+            Json::Array(items) => Kind::List(items),
+            Json::Object(fields) => {
+                Kind::Object(fields.iter().map(|(k, v)| (k.as_str(), v)).collect())
+            }
+            Json::Number(n) => Kind::Number(n),
+            Json::String(text) => Kind::String(text),
+            Json::Bool(_) => Kind::Boolean,
         }
-        (_, BaseType::List(inner)) => json_fits(shape, inner, value),
+    }
+}
+
+/// Where `value` does not fit `ty`, as the spec's input coercion decides it. async-graphql
+/// checks top-level arguments itself, but inside input objects it lets wrong shapes and
+/// out-of-range numbers through to execution. JSON has no enum literal, so there a string
+/// names an enum value; in a document only an enum token does.
+fn fits<V: Input>(shape: &Shape, ty: &Type, value: &V, strings_name_enums: bool) -> Option<String> {
+    let kind = value.kind();
+    match (&kind, &ty.base) {
+        (Kind::Variable, _) => None,
+        (Kind::Null, _) => (!ty.nullable).then(|| format!("expected a non-null \"{ty}\"")),
+        (Kind::List(items), BaseType::List(inner)) => items
+            .iter()
+            .find_map(|item| fits(shape, inner, item, strings_name_enums)),
+        // A single value where a list is expected is coerced to a list of one.
+        (_, BaseType::List(inner)) => fits(shape, inner, value, strings_name_enums),
         (_, BaseType::Named(name)) => {
             if let Some(fields) = shape.input(name) {
-                let Json::Object(object) = value else {
+                let Kind::Object(object) = kind else {
                     return Some(format!("expected an input object of type \"{name}\""));
                 };
-                return object
-                    .iter()
-                    .find_map(|(key, item)| json_fits(shape, fields.get(key.as_str())?, item));
+                return object.into_iter().find_map(|(key, item)| {
+                    fits(shape, fields.get(key)?, item, strings_name_enums)
+                });
             }
-            let fits = match (name.as_str(), value) {
-                ("Int", Json::Number(n)) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
-                ("Float", Json::Number(_)) | ("String", Json::String(_)) => true,
-                ("Boolean", Json::Bool(_)) => true,
-                ("ID", Json::String(_)) => true,
-                ("ID", Json::Number(n)) => n.is_i64() || n.is_u64(),
-                ("DateTime", Json::String(text)) => parse_time(text).is_ok(),
-                (other, Json::String(value)) if shape.enum_values(other).is_some() => shape
-                    .enum_values(other)
-                    .is_some_and(|values| values.iter().any(|v| v == value)),
-                (other, _) => shape.enum_values(other).is_none() && !is_builtin(other),
+            let enum_value = match kind {
+                Kind::Enum(value) => Some(value),
+                Kind::String(value) if strings_name_enums => Some(value),
+                _ => None,
+            };
+            let fits = match (name.as_str(), &kind) {
+                ("Int", Kind::Number(n)) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                ("Float", Kind::Number(_)) | ("String", Kind::String(_)) => true,
+                ("Boolean", Kind::Boolean) | ("ID", Kind::String(_)) => true,
+                ("ID", Kind::Number(n)) => n.is_i64() || n.is_u64(),
+                ("DateTime", Kind::String(text)) => parse_time(text).is_ok(),
+                (other, _) => match shape.enum_values(other) {
+                    Some(values) => enum_value.is_some_and(|v| values.iter().any(|x| x == v)),
+                    None => !is_builtin(other),
+                },
             };
             (!fits).then(|| format!("expected a value of type \"{name}\""))
         }
