@@ -13,7 +13,8 @@ use crate::{
     config::{AuthMode, Config},
     db::{self, Database, health::Health, users::SyncedUsers},
     graphql::{self, apq::MemoryStore, cursor::CursorKeys, pipeline::Executor},
-    http::{self, AppState, Shared, rate_limit::RateLimit},
+    http::{self, AppState, Shared, rate_limit::RateLimit, ws::Sockets},
+    live::{self, Hub},
 };
 
 /// How many users' sync state one process remembers (a few dozen bytes each).
@@ -25,6 +26,12 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     pool: PgPool,
+    /// Cancelled at shutdown: WebSocket connections close, the change listener stops.
+    shutdown: tokio_util::sync::CancellationToken,
+    sockets: Sockets,
+    changes: tokio::task::JoinHandle<()>,
+    /// How long open WebSocket connections get to finish their in-flight operations.
+    drain: std::time::Duration,
 }
 
 impl App {
@@ -50,18 +57,34 @@ impl App {
             );
         }
         let cursor_keys = cursor_keys(&config, &verifier)?;
-        let schema = graphql::build_schema(pool.clone(), cursor_keys, &config.graphql);
-        let executor = Executor::new(
+        let hub = Hub::new(
+            pool.clone(),
+            config.subscriptions.per_user,
+            config.subscriptions.event_buffer,
+        );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        // Listening starts before the port opens, so no subscription can miss a change
+        // committed after it was acknowledged.
+        let changes = tokio::spawn(live::listener::run(
+            config.database.connect_options.clone(),
+            Arc::clone(&hub),
+            shutdown.clone(),
+        ));
+        let schema = graphql::build_schema(pool.clone(), cursor_keys, hub, &config.graphql);
+        let executor = Arc::new(Executor::new(
             schema,
             config.graphql.clone(),
             Arc::new(MemoryStore::new(config.graphql.apq_cache_size)),
             Arc::clone(&health),
-        );
+        ));
         let listener = TcpListener::bind(config.http.addr)
             .await
             .with_context(|| format!("could not listen on {}", config.http.addr))?;
+        let sockets = Sockets::new(config.subscriptions.max_connections, shutdown.clone());
+        let drain = config.http.request_timeout + std::time::Duration::from_secs(2);
         let state = AppState::new(Shared {
             rate_limit: RateLimit::new(&config.rate_limit),
+            sockets: sockets.clone(),
             config,
             db: Database {
                 pool: pool.clone(),
@@ -75,6 +98,10 @@ impl App {
             listener,
             router: http::router(state),
             pool,
+            shutdown,
+            sockets,
+            changes,
+            drain,
         })
     }
 
@@ -84,7 +111,8 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight
-    /// requests finish (each is bounded by the request timeout), and closes the pool.
+    /// requests finish (each is bounded by the request timeout), closes WebSocket connections
+    /// with 1001 once their in-flight operations are answered, and closes the pool.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -101,13 +129,27 @@ impl App {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
+        let token = self.shutdown.clone();
         axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutdown signal received; finishing in-flight requests");
+                token.cancel();
             })
             .await
             .context("the HTTP server failed")?;
+        // Upgraded connections are no longer the HTTP server's: wait for them here.
+        self.shutdown.cancel();
+        self.sockets.tracker.close();
+        if tokio::time::timeout(self.drain, self.sockets.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "WebSocket connections still open after the drain period; dropping them"
+            );
+        }
+        let _ = self.changes.await;
         self.pool.close().await;
         tracing::info!("shutdown complete");
         Ok(())

@@ -26,6 +26,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub graphql: GraphQLConfig,
     pub rate_limit: RateLimitConfig,
+    pub subscriptions: SubscriptionConfig,
     pub auth: AuthConfig,
     pub log_format: LogFormat,
 }
@@ -52,6 +53,30 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// `CORS_ALLOWED_ORIGINS`: browser origins allowed to call the API with credentials.
     pub cors_allowed_origins: Vec<HeaderValue>,
+}
+
+/// GraphQL over WebSocket and live subscriptions (see the README section "Subscriptions").
+#[derive(Debug, Clone)]
+pub struct SubscriptionConfig {
+    /// `WS_MAX_CONNECTIONS`: WebSocket connections this instance holds at once; more are
+    /// refused with 503 before the upgrade.
+    pub max_connections: usize,
+    /// `WS_MAX_SUBSCRIPTIONS_PER_USER`: live subscriptions one user may hold on this instance,
+    /// over all their connections.
+    pub per_user: usize,
+    /// `WS_MAX_OPERATIONS_PER_CONNECTION`: operations (subscriptions, and queries or
+    /// mutations still running) one connection may have at once.
+    pub per_connection: usize,
+    /// `WS_MAX_MESSAGE_BYTES`: the largest message a client may send; larger ones close the
+    /// connection with 1009.
+    pub max_message_bytes: usize,
+    /// `WS_INIT_TIMEOUT`: how long a new connection has to send `connection_init` (4408).
+    pub init_timeout: Duration,
+    /// `WS_KEEPALIVE`: how often the server pings an idle connection; 0 turns pings off.
+    pub keepalive: Duration,
+    /// `WS_EVENT_BUFFER`: events queued for one subscription before its connection counts as
+    /// too slow and is closed.
+    pub event_buffer: usize,
 }
 
 /// Limits and switches of the GraphQL layer (see the README section "GraphQL over HTTP").
@@ -286,6 +311,20 @@ impl Config {
             max_in_flight: env.number("MAX_IN_FLIGHT", 256, 0..=1_000_000)?,
         };
 
+        let subscriptions = SubscriptionConfig {
+            max_connections: env.number("WS_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
+            per_user: env.number("WS_MAX_SUBSCRIPTIONS_PER_USER", 100, 1..=100_000)?,
+            per_connection: env.number("WS_MAX_OPERATIONS_PER_CONNECTION", 25, 1..=10_000)?,
+            max_message_bytes: env.number(
+                "WS_MAX_MESSAGE_BYTES",
+                64 * 1024,
+                1024..=64 * 1024 * 1024,
+            )?,
+            init_timeout: env.duration("WS_INIT_TIMEOUT", Duration::from_secs(10))?,
+            keepalive: env.duration("WS_KEEPALIVE", Duration::from_secs(15))?,
+            event_buffer: env.number("WS_EVENT_BUFFER", 256, 1..=1_000_000)?,
+        };
+
         let auth = parse_auth(&env, host)?;
 
         let log_format = env.parsed("LOG_FORMAT", LogFormat::detect(), |raw| {
@@ -302,6 +341,7 @@ impl Config {
             http,
             graphql,
             rate_limit,
+            subscriptions,
             auth,
             log_format,
         })

@@ -36,6 +36,10 @@ pub enum AppError {
         ids: Vec<String>,
     },
 
+    /// A live subscription over the configured limit (per user, or per connection).
+    #[error("{0}")]
+    TooManySubscriptions(Cow<'static, str>),
+
     /// The write conflicts with the current state.
     #[error("{0}")]
     Conflict(Cow<'static, str>),

@@ -8,6 +8,7 @@
 //! - [`http`]: axum routes and middleware; GraphQL over HTTP; the GraphiQL playground.
 //! - [`graphql`]: the schema, the operation pipeline, the error contract. No axum types.
 //! - [`auth`]: token verification (JWKS, HS256, development mode). No HTTP, no GraphQL.
+//! - [`live`]: task changes announced by PostgreSQL, fanned out to this instance's subscribers.
 //! - [`domain`]: validated task values, filters and orders.
 //! - [`db`]: the pool, migrations, and every SQL statement.
 //! - [`error`]: the application error type.
@@ -22,4 +23,5 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod live;
 pub mod telemetry;

@@ -72,6 +72,7 @@ mod tests {
             email: "a@example.com".to_owned(),
             name: None,
             image: None,
+            expires_at: 0,
         }
     }
 

@@ -63,6 +63,9 @@ pub struct Identity {
     pub email: String,
     pub name: Option<String>,
     pub image: Option<String>,
+    /// The token's `exp`, in seconds since the epoch: a WebSocket connection authenticated
+    /// with it ends then.
+    pub expires_at: u64,
 }
 
 /// Why a token was refused. `Display` is safe to show the client: it says what is wrong in
@@ -287,6 +290,8 @@ impl Verifier {
             email: claims.email,
             name: claims.name,
             image: claims.image,
+            // `exp` is checked finite and in range by the claim rules; `as` saturates anyway.
+            expires_at: claims.exp as u64,
         };
         self.cache
             .insert(token, identity.clone(), claims.exp, generation);

@@ -27,6 +27,7 @@ pub enum ErrorCode {
     NotFound,
     Conflict,
     RateLimited,
+    TooManySubscriptions,
     PersistedQueryNotFound,
     Timeout,
     ServiceUnavailable,
@@ -45,6 +46,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
             Self::RateLimited => "RATE_LIMITED",
+            Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::Timeout => "TIMEOUT",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
@@ -88,6 +90,9 @@ impl From<AppError> for async_graphql::Error {
                 (ErrorCode::NotFound, message)
             }
             AppError::Conflict(message) => (ErrorCode::Conflict, message.to_string()),
+            AppError::TooManySubscriptions(message) => {
+                (ErrorCode::TooManySubscriptions, message.to_string())
+            }
             AppError::UserGone => (
                 ErrorCode::Conflict,
                 "Your data was deleted while this request ran; nothing was written. Send it \

@@ -14,6 +14,7 @@
 //!   reads once (the caller's row, counts).
 //! - [`user`]: the `User` type, the caller's queries, profile mutations.
 //! - [`task`]: the `Task` type, task queries and mutations, statistics.
+//! - [`subscription`]: `taskChanged`, live changes to the caller's tasks.
 //! - [`connection`]: Relay connections: pagination arguments, pages, the probe.
 //! - [`cursor`]: opaque keyset cursors, sealed with a server key.
 //! - [`inputs`]: filter, order and mutation inputs, parsed into `domain` values.
@@ -31,17 +32,22 @@ pub mod nulls;
 pub mod pipeline;
 pub mod scalars;
 pub mod shape;
+pub mod subscription;
 pub mod task;
 pub mod user;
 pub mod validate;
 pub mod viewer;
 
-use async_graphql::{EmptySubscription, MergedObject, Object, Schema};
+use std::sync::Arc;
+
+use async_graphql::{MergedObject, Object, Schema};
 use sqlx::PgPool;
 
-use crate::config::GraphQLConfig;
+use crate::{config::GraphQLConfig, live::Hub};
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub use subscription::Subscription;
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// The root of every read.
 #[derive(MergedObject, Default)]
@@ -63,17 +69,22 @@ impl MetaQuery {
     }
 }
 
-fn builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+fn builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
 }
 
 /// The schema served to clients, with its data and limits.
 pub fn build_schema(
     pool: PgPool,
     cursor_keys: cursor::CursorKeys,
+    hub: Arc<Hub>,
     limits: &GraphQLConfig,
 ) -> AppSchema {
-    let mut builder = builder().data(pool).data(cursor_keys).limit_directives(16);
+    let mut builder = builder()
+        .data(pool)
+        .data(cursor_keys)
+        .data(hub)
+        .limit_directives(16);
     if !limits.introspection {
         // "Did you mean …" names the schema's fields to anyone who guesses near them.
         builder = builder.disable_suggestions();

@@ -273,6 +273,7 @@ impl<'a> Completion<'a> {
 pub fn root_of(op: &OperationDefinition) -> &'static str {
     match op.ty {
         async_graphql::parser::types::OperationType::Mutation => shape::MUTATION,
-        _ => shape::QUERY,
+        async_graphql::parser::types::OperationType::Subscription => shape::SUBSCRIPTION,
+        async_graphql::parser::types::OperationType::Query => shape::QUERY,
     }
 }

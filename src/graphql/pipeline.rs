@@ -3,19 +3,21 @@
 //! method rule (no mutations over GET), alias and introspection limits, required variables,
 //! execution under a deadline, and classification of what came back.
 //!
-//! The HTTP layer turns an [`Outcome`] into a status code and a body; a future WebSocket
-//! transport can reuse the same pipeline. Depth and complexity limits are enforced by
-//! async-graphql itself during validation (configured in `graphql::build_schema`).
+//! The HTTP layer turns an [`Outcome`] into a status code and a body; the WebSocket transport
+//! sends it as a message, and for a subscription gets a stream of them ([`Executor::start`]),
+//! each event through the same checks after execution. Depth and complexity limits are
+//! enforced by async-graphql itself during validation (configured in `graphql::build_schema`).
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
 
 use async_graphql::{
     Response, ServerError, Value, Variables,
     parser::{
         parse_query,
-        types::{ExecutableDocument, OperationDefinition},
+        types::{ExecutableDocument, OperationDefinition, OperationType},
     },
 };
+use futures_util::{Stream, StreamExt as _};
 use serde_json::{Map, Value as Json};
 use tokio::time::Instant;
 
@@ -28,7 +30,7 @@ use super::{
     validate,
     viewer::Viewer,
 };
-use crate::{config::GraphQLConfig, db::health::Health};
+use crate::{config::GraphQLConfig, db::health::Health, live::Link};
 
 /// The parameters of one GraphQL request, as the GraphQL-over-HTTP spec names them, after
 /// the transport has checked their JSON types.
@@ -40,11 +42,12 @@ pub struct Params {
     pub extensions: Map<String, Json>,
 }
 
-/// How the request arrived; GET may only read.
+/// How the request arrived; GET may only read, and only a WebSocket can carry a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Get,
     Post,
+    WebSocket,
 }
 
 /// Why an operation produced no `data`.
@@ -57,6 +60,8 @@ pub enum Failure {
     Document,
     /// A mutation or subscription sent with GET.
     MethodNotAllowed,
+    /// A subscription sent over plain HTTP.
+    NeedsWebSocket,
     /// The caller may not run this document (introspection switched off).
     Forbidden,
     /// The document needs a token the request did not carry (introspection, when so set).
@@ -78,6 +83,21 @@ impl Outcome {
     pub fn bad_params(message: impl Into<String>) -> Self {
         Refusal::one(Failure::BadParams, ErrorCode::BadRequest, message).into()
     }
+
+    /// Whether the operation produced no result to show: refused before it ran, or (for a
+    /// subscription) its stream could not start, which leaves `data` null.
+    pub fn is_error(&self) -> bool {
+        self.failure.is_some()
+            || (matches!(self.response.data, Value::Null) && !self.response.errors.is_empty())
+    }
+}
+
+/// An operation that passed every check: a query or mutation to run once (or a refusal,
+/// ready at once), or a subscription, which yields one outcome per event until its source
+/// ends or the stream is dropped.
+pub enum Started {
+    Once(Pin<Box<dyn Future<Output = Outcome> + Send>>),
+    Live(Pin<Box<dyn Stream<Item = Outcome> + Send>>),
 }
 
 /// An operation refused before it ran.
@@ -111,6 +131,8 @@ pub struct Context {
     pub method: Method,
     pub deadline: Instant,
     pub viewer: Arc<Viewer>,
+    /// What ties a subscription to its WebSocket connection.
+    pub live: Option<Arc<Link>>,
 }
 
 /// Runs operations against the schema under the configured limits.
@@ -157,6 +179,29 @@ impl Executor {
             Ok(request) => self.run(request, cx).await,
             Err(refusal) => refusal.into(),
         }
+    }
+
+    /// Checks an operation and returns it ready to run: a query or mutation as a future
+    /// (so the caller knows what it is before it runs), a subscription as a stream.
+    pub async fn start(self: &Arc<Self>, params: Params, cx: Context) -> Started {
+        let prepared = match self.prepare(params, &cx).await {
+            Ok(prepared) => prepared,
+            Err(refusal) => {
+                let outcome: Outcome = refusal.into();
+                return Started::Once(Box::pin(std::future::ready(outcome)));
+            }
+        };
+        if !prepared.subscription {
+            let executor = Arc::clone(self);
+            return Started::Once(Box::pin(async move { executor.run(prepared, &cx).await }));
+        }
+        let executor = Arc::clone(self);
+        let executed = prepared.executed;
+        let events = self
+            .schema
+            .execute_stream(prepared.request)
+            .map(move |response| executor.finish(response, &executed));
+        Started::Live(Box::pin(events))
     }
 
     /// Every check that can refuse the operation before it runs.
@@ -234,11 +279,21 @@ impl Executor {
 
         let operation = select_operation(&doc, operation_name.as_deref())
             .map_err(|error| Refusal::new(Failure::Document, vec![error]))?;
+        let subscription = operation.ty == OperationType::Subscription;
         if cx.method == Method::Get && !document::is_query(operation) {
             return Err(Refusal::one(
                 Failure::MethodNotAllowed,
                 ErrorCode::BadRequest,
                 format!("A {} cannot be sent with GET; use POST.", operation.ty),
+            ));
+        }
+        if subscription && cx.method != Method::WebSocket {
+            return Err(Refusal::one(
+                Failure::NeedsWebSocket,
+                ErrorCode::BadRequest,
+                "Subscriptions are served over WebSocket: connect to this URL with the \
+                 graphql-transport-ws protocol (graphql-ws's createClient, Apollo's \
+                 GraphQLWsLink, urql's subscriptionExchange).",
             ));
         }
         let missing = document::missing_required_variables(operation, &variables);
@@ -294,15 +349,21 @@ impl Executor {
         let mut request = async_graphql::Request::new(query.clone())
             .variables(Variables::from_json(Json::Object(variables.clone())))
             .data(cx.viewer.clone());
+        if let Some(link) = &cx.live {
+            request = request.data(Arc::clone(link));
+        }
         request.operation_name = operation_name.clone();
         request.set_parsed_query(doc);
         Ok(Prepared {
             request,
-            variable_positions,
-            query,
-            operation_name,
-            variables,
-            marked,
+            subscription,
+            executed: Executed {
+                variable_positions,
+                query,
+                operation_name,
+                variables,
+                marked,
+            },
         })
     }
 
@@ -392,16 +453,9 @@ impl Executor {
     }
 
     async fn run(&self, prepared: Prepared, cx: &Context) -> Outcome {
-        let Prepared {
-            request,
-            variable_positions,
-            query,
-            operation_name,
-            variables,
-            marked,
-        } = prepared;
-        let mut response =
-            match tokio::time::timeout_at(cx.deadline, self.schema.execute(request)).await {
+        let response =
+            match tokio::time::timeout_at(cx.deadline, self.schema.execute(prepared.request)).await
+            {
                 Ok(response) => response,
                 Err(_) => {
                     // Dropping the execution future drops any query in flight; the database also
@@ -414,7 +468,19 @@ impl Executor {
                     .into();
                 }
             };
+        self.finish(response, &prepared.executed)
+    }
 
+    /// Classifies what execution returned and applies the rules every response follows:
+    /// error codes, no suggestions with introspection off, database health, null rules.
+    fn finish(&self, mut response: Response, executed: &Executed) -> Outcome {
+        let Executed {
+            variable_positions,
+            query,
+            operation_name,
+            variables,
+            marked,
+        } = executed;
         // async-graphql reports validation failures (including over-deep or over-complex
         // documents) as errors without a path and no data; execution errors always have one.
         let refused = matches!(response.data, Value::Null)
@@ -464,8 +530,8 @@ impl Executor {
             Some(false) => self.health.suspect(),
             None => {}
         }
-        if !refused && (marked || !response.errors.is_empty()) {
-            self.complete(&mut response, &query, operation_name.as_deref(), &variables);
+        if !refused && (*marked || !response.errors.is_empty()) {
+            self.complete(&mut response, query, operation_name.as_deref(), variables);
         }
         Outcome {
             response,
@@ -540,6 +606,13 @@ impl DocumentCache {
 
 struct Prepared {
     request: async_graphql::Request,
+    /// Whether the operation is a subscription (a stream of results, not one).
+    subscription: bool,
+    executed: Executed,
+}
+
+/// What [`Executor::finish`] needs to know of the operation whose response it completes.
+struct Executed {
     variable_positions: std::collections::HashSet<async_graphql::Pos>,
     /// The document's text and its variables, for the null rules after execution.
     query: String,

@@ -22,7 +22,10 @@ use std::net::SocketAddr;
 
 use axum::{
     body::{Body, Bytes},
-    extract::{ConnectInfo, RawQuery, State},
+    extract::{
+        ConnectInfo, RawQuery, State,
+        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -32,7 +35,7 @@ use tokio::time::Instant;
 use super::{
     AppState, graphiql, json,
     negotiate::{self, MediaType},
-    rate_limit,
+    rate_limit, ws,
 };
 use crate::{
     auth::{AuthError, Identity},
@@ -48,7 +51,12 @@ pub async fn get(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // The same path serves GraphQL over WebSocket: what clients use by default.
+    if let Ok(upgrade) = upgrade {
+        return ws::upgrade(state, peer, &headers, upgrade).await;
+    }
     if negotiate::wants_html(&headers) {
         return graphiql::page(&state, query.as_deref());
     }
@@ -75,6 +83,7 @@ pub async fn get(
         method: Method::Get,
         deadline,
         viewer: admitted.viewer,
+        live: None,
     };
     let outcome = state.executor.execute(params, &cx).await;
     respond(media, outcome)
@@ -122,6 +131,7 @@ pub async fn post(
         method: Method::Post,
         deadline,
         viewer: admitted.viewer,
+        live: None,
     };
     match json {
         Json::Array(items) => batch(&state, media, items, &cx, &admitted.key).await,
@@ -181,10 +191,7 @@ struct Admitted {
 
 /// Authenticates the caller and charges their rate limit. A missing token is anonymous; a
 /// token that is present but unusable is refused outright, never downgraded to anonymous.
-///
-/// A token not seen before costs a signature check, so the client's address is charged for
-/// it first: a flood of forged tokens runs out of budget like anonymous requests do. A token
-/// already verified is charged to its user alone.
+/// A token already verified is charged to its user alone (see [`identify`]).
 async fn admit(
     state: &AppState,
     headers: &HeaderMap,
@@ -196,13 +203,11 @@ async fn admit(
     let address_key = format!("ip:{client}");
     let identity = match bearer_token(headers, media).map_err(|r| *r)? {
         None => None,
-        Some(token) => match state.verifier.cached(token) {
-            Some(identity) => Some(identity),
-            None => {
-                charge(state, &address_key, 1, media).map_err(|r| *r)?;
-                Some(verify(state, token, media).await?)
-            }
-        },
+        Some(token) => Some(
+            identify(state, token, &address_key)
+                .await
+                .map_err(|denied| denied.into_response(media))?,
+        ),
     };
     let key = match &identity {
         Some(identity) => {
@@ -223,20 +228,29 @@ fn charge(
     operations: u32,
     media: MediaType,
 ) -> Result<(), Box<Response>> {
-    let Err(retry_after) = state.rate_limit.check(key, operations) else {
-        return Ok(());
-    };
+    state
+        .rate_limit
+        .check(key, operations)
+        .map_err(|retry_after| Box::new(rate_limited(media, retry_after)))
+}
+
+fn rate_limited(media: MediaType, retry_after: std::time::Duration) -> Response {
     let mut response = error(
         media,
         StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::RateLimited,
         "Too many requests; slow down and retry after the time in the Retry-After header.",
     );
-    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_seconds(retry_after)),
+    );
     response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    Err(Box::new(response))
+}
+
+/// Whole seconds to wait, at least one (what `Retry-After` carries).
+pub(super) fn retry_seconds(retry_after: std::time::Duration) -> u64 {
+    retry_after.as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// The bearer token of the request, if it has an `Authorization` header; a malformed header
@@ -250,43 +264,79 @@ fn bearer_token(headers: &HeaderMap, media: MediaType) -> Result<Option<&str>, B
         .to_str()
         .ok()
         .filter(|_| values.next().is_none())
-        .and_then(|value| value.trim().split_once(' '))
+        .and_then(parse_bearer)
+        .map(Some)
+        .ok_or_else(|| Box::new(unauthorized(media, "invalid_request", BEARER_FORMAT)))
+}
+
+/// What a malformed `Authorization` value is told.
+pub(super) const BEARER_FORMAT: &str =
+    "Send exactly one Authorization header of the form \"Bearer <token>\".";
+
+/// The token of an `Authorization` value of the form `Bearer <token>`.
+pub(super) fn parse_bearer(value: &str) -> Option<&str> {
+    value
+        .trim()
+        .split_once(' ')
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty())
-        .map(Some)
-        .ok_or_else(|| {
-            Box::new(unauthorized(
-                media,
-                "invalid_request",
-                "Send exactly one Authorization header of the form \"Bearer <token>\".",
-            ))
-        })
 }
 
-async fn verify(state: &AppState, token: &str, media: MediaType) -> Result<Identity, Response> {
+/// Why a presented token did not admit its caller.
+pub(super) enum Denied {
+    /// The client's address spent its budget of tokens not seen before.
+    RateLimited(std::time::Duration),
+    /// The keys could not be fetched (JWKS mode): not the token's fault.
+    Unavailable(String),
+    /// The token is not valid; the reason is safe to show.
+    Invalid(AuthError),
+}
+
+impl Denied {
+    fn into_response(self, media: MediaType) -> Response {
+        match self {
+            Self::RateLimited(retry_after) => rate_limited(media, retry_after),
+            Self::Unavailable(message) => {
+                let mut response = error(
+                    media,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::ServiceUnavailable,
+                    &message,
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                response
+            }
+            Self::Invalid(err) => unauthorized(media, "invalid_token", &err.to_string()),
+        }
+    }
+}
+
+/// The identity behind `token`. A token verified before costs a hash; one not seen before
+/// costs a signature check, so the client's address (`address_key`) is charged for it first:
+/// a flood of forged tokens runs out of budget like anonymous requests do. HTTP and
+/// WebSocket both come through here, so both refuse the same tokens for the same reasons.
+pub(super) async fn identify(
+    state: &AppState,
+    token: &str,
+    address_key: &str,
+) -> Result<Identity, Denied> {
+    if let Some(identity) = state.verifier.cached(token) {
+        return Ok(identity);
+    }
+    state
+        .rate_limit
+        .check(address_key, 1)
+        .map_err(Denied::RateLimited)?;
     match state.verifier.verify(token).await {
         Ok(identity) => Ok(identity),
-        Err(err) if err.is_unavailable() => {
-            let mut response = error(
-                media,
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::ServiceUnavailable,
-                &err.to_string(),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            Err(response)
-        }
+        Err(err) if err.is_unavailable() => Err(Denied::Unavailable(err.to_string())),
         Err(err) => {
             // The reason is logged for operators; the token itself never is.
             tracing::info!(reason = ?err, "refused a token");
-            Err(unauthorized(
-                media,
-                "invalid_token",
-                &AuthError::to_string(&err),
-            ))
+            Err(Denied::Invalid(err))
         }
     }
 }
@@ -323,7 +373,7 @@ fn respond(media: MediaType, outcome: Outcome) -> Response {
     let status = match outcome.failure {
         None if unavailable => StatusCode::SERVICE_UNAVAILABLE,
         None => StatusCode::OK,
-        Some(Failure::BadParams) => StatusCode::BAD_REQUEST,
+        Some(Failure::BadParams | Failure::NeedsWebSocket) => StatusCode::BAD_REQUEST,
         Some(Failure::Document) => match media {
             MediaType::GraphQLResponseJson => StatusCode::BAD_REQUEST,
             MediaType::Json => StatusCode::OK,

@@ -7,6 +7,7 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`json`]: strict JSON for request bodies (no repeated keys).
 //! - [`rate_limit`]: the per-caller request budget.
+//! - [`ws`]: GraphQL over WebSocket (`graphql-transport-ws`, legacy `graphql-ws`) on `/graphql`.
 
 pub mod graphiql;
 pub mod graphql;
@@ -14,6 +15,7 @@ pub mod health;
 pub mod json;
 pub mod negotiate;
 pub mod rate_limit;
+pub mod ws;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 
@@ -54,9 +56,10 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub config: Config,
     pub db: Database,
-    pub executor: Executor,
+    pub executor: Arc<Executor>,
     pub verifier: Verifier,
     pub rate_limit: rate_limit::RateLimit,
+    pub sockets: ws::Sockets,
 }
 
 impl Deref for AppState {

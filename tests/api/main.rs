@@ -20,4 +20,5 @@ mod schema_sdl;
 mod shutdown;
 mod spec;
 mod statements;
+mod subscriptions;
 mod tasks;

@@ -1,8 +1,48 @@
 //! A typed filter as a boolean SQL expression, with every value bound.
 
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgExecutor, Postgres, QueryBuilder, Row as _};
 
-use crate::domain::query::{Comparison, Filter, TimeColumn};
+use super::Task;
+use crate::{
+    domain::query::{Comparison, Filter, TimeColumn},
+    error::Result,
+};
+
+/// For each of `filters`, whether it holds for at least one of `rows` (rows that are not in
+/// the table: a task as announced before or after a change). PostgreSQL decides, from the same
+/// SQL as a page's WHERE clause, so a live subscription's filter means exactly what it means
+/// in `tasks` (case rules of `ilike`, the words of `search`). One statement for all filters.
+pub async fn matching(
+    executor: impl PgExecutor<'_>,
+    rows: &[&Task],
+    filters: &[&Filter],
+) -> Result<Vec<bool>> {
+    if filters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = QueryBuilder::new("select ");
+    for (i, filter) in filters.iter().enumerate() {
+        if i > 0 {
+            query.push(", ");
+        }
+        query.push("coalesce(bool_or(");
+        push_filter(&mut query, filter);
+        query.push("), false)");
+    }
+    // `search` as the generated column of migrations/0003_tasks.sql computes it.
+    query.push(
+        " from (select id, user_id, title, description, completed, priority, due_at, \
+           completed_at, created_at, updated_at, \
+           to_tsvector('simple', title || ' ' || coalesce(description, '')) as search \
+         from jsonb_populate_recordset(null::tasks, ",
+    );
+    query.push_bind(sqlx::types::Json(rows));
+    query.push(")) as announced");
+    let row = query.build().fetch_one(executor).await?;
+    (0..filters.len())
+        .map(|i| Ok(row.try_get::<bool, _>(i)?))
+        .collect()
+}
 
 /// Appends `filter` as a boolean SQL expression, values bound.
 pub(super) fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &Filter) {

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, QueryBuilder};
 use uuid::Uuid;
 
+pub use filter::matching;
 pub use idempotent::create;
 pub use list::{Page, exists_before, list, position, push_list_query};
 pub use write::{delete, delete_many, insert, set_completed, update};
@@ -27,7 +28,8 @@ pub use write::{delete, delete_many, insert, set_completed, update};
 use crate::{auth::UserId, domain::query::Filter, error::Result};
 
 /// A task row.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// Serialisable because change announcements carry rows as JSON (`db::changes`).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub id: Uuid,
     pub user_id: String,

@@ -14,6 +14,7 @@
 
 pub mod cluster;
 pub mod keys;
+pub mod ws;
 
 use std::{
     collections::HashMap,
