@@ -11,6 +11,7 @@ mod cli;
 mod faults;
 mod graphql_http;
 mod health;
+mod instances;
 mod hostile;
 mod isolation;
 mod listing;

@@ -94,13 +94,8 @@ impl Socket {
                            "payload": { "query": query, "variables": variables } }))
             .await;
         self.send(&json!({ "type": "ping" })).await;
-        loop {
-            let message = self.recv().await.expect("the connection stays open");
-            if message["type"] == "pong" {
-                return;
-            }
-            panic!("unexpected message before pong: {message}");
-        }
+        let message = self.recv().await.expect("the connection stays open");
+        assert_eq!(message["type"], "pong", "unexpected message before pong");
     }
 
     /// The next GraphQL message (anything but pings and pongs), or `None` once closed.

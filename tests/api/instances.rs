@@ -1,0 +1,118 @@
+//! Two taskql processes on one PostgreSQL, as behind a load balancer: a change made through
+//! one reaches subscribers held by the other, and a database restart under both ends with
+//! every subscriber told to resync and events flowing again. The restart runs on a private
+//! cluster, so no other test loses its database.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::{Connection as _, PgConnection};
+
+use crate::common::{
+    Process, TEST_SECRET,
+    cluster::Cluster,
+    keys, post,
+    ws::{Socket, TASK_CHANGED},
+};
+
+async fn create_on(addr: std::net::SocketAddr, token: &str, title: &str) -> String {
+    let reply = post(
+        addr,
+        Some(token),
+        &format!("mutation {{ createTask(input: {{ title: \"{title}\" }}) {{ id }} }}"),
+    )
+    .await;
+    reply.ok()["createTask"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}
+
+/// Creates a task through `addr` once the instance serves again after a restart: requests
+/// fail fast with 503 until it has seen the database come back (a bounded wait, not a delay).
+async fn create_when_back(addr: std::net::SocketAddr, token: &str, title: &str) -> String {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = post(
+            addr,
+            Some(token),
+            &format!("mutation {{ createTask(input: {{ title: \"{title}\" }}) {{ id }} }}"),
+        )
+        .await;
+        if reply.status == 200 && reply.body.get("errors").is_none() {
+            return reply.body["data"]["createTask"]["id"]
+                .as_str()
+                .expect("an id")
+                .to_owned();
+        }
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert!(Instant::now() < give_up, "the instance did not come back");
+        tokio::task::yield_now().await;
+    }
+}
+
+fn event(payload: &Value) -> &Value {
+    assert!(payload.get("errors").is_none(), "{payload}");
+    &payload["data"]["taskChanged"]
+}
+
+#[tokio::test]
+async fn changes_cross_instances_and_survive_a_database_restart() {
+    let cluster = match Cluster::start() {
+        Ok(cluster) => cluster,
+        Err(reason) => {
+            println!("SKIPPED: the two-instance restart test needs a private cluster: {reason}");
+            return;
+        }
+    };
+    let mut admin = PgConnection::connect(&cluster.url("postgres"))
+        .await
+        .expect("the private cluster answers");
+    sqlx::raw_sql("create database taskql")
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    admin.close().await.ok();
+
+    let url = cluster.url("taskql");
+    let (_a, addr_a) = Process::serve_url(&url, &[]);
+    let (_b, addr_b) = Process::serve_url(&url, &[]);
+    let token = keys::hs256_token(TEST_SECRET, &keys::claims("kim"));
+    let other = keys::hs256_token(TEST_SECRET, &keys::claims("lee"));
+
+    let mut on_a = Socket::open(addr_a, Some(&token)).await;
+    on_a.subscribe("a", TASK_CHANGED, json!({})).await;
+    let mut on_b = Socket::open(addr_b, Some(&token)).await;
+    on_b.subscribe("b", TASK_CHANGED, json!({})).await;
+    let mut lee_on_a = Socket::open(addr_a, Some(&other)).await;
+    lee_on_a.subscribe("lee", TASK_CHANGED, json!({})).await;
+
+    // A change through B reaches the subscriber on A, and the other way round.
+    let via_b = create_on(addr_b, &token, "made on B").await;
+    assert_eq!(event(&on_a.next("a").await)["taskId"], via_b.as_str());
+    assert_eq!(event(&on_b.next("b").await)["taskId"], via_b.as_str());
+    let via_a = create_on(addr_a, &token, "made on A").await;
+    assert_eq!(event(&on_b.next("b").await)["taskId"], via_a.as_str());
+    assert_eq!(event(&on_a.next("a").await)["taskId"], via_a.as_str());
+
+    // PostgreSQL restarts under both instances. Whatever was announced meanwhile is lost, so
+    // every subscriber, on both, is told to resync once its instance listens again.
+    cluster.stop().expect("stop PostgreSQL");
+    cluster.start_again().expect("start PostgreSQL");
+    for (socket, id) in [(&mut on_a, "a"), (&mut on_b, "b"), (&mut lee_on_a, "lee")] {
+        let resync = socket.next(id).await;
+        assert_eq!(event(&resync)["kind"], "RESYNC", "{id}");
+        assert_eq!(event(&resync)["taskId"], Value::Null);
+    }
+
+    // And later changes flow again, across instances, to their owner only.
+    let after = create_when_back(addr_b, &token, "after the restart").await;
+    assert_eq!(event(&on_a.next("a").await)["taskId"], after.as_str());
+    assert_eq!(event(&on_b.next("b").await)["taskId"], after.as_str());
+    let lees = create_when_back(addr_a, &other, "lee's").await;
+    assert_eq!(
+        event(&lee_on_a.next("lee").await)["taskId"],
+        lees.as_str(),
+        "lee saw nothing of kim's"
+    );
+}
