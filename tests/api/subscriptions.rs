@@ -542,3 +542,18 @@ async fn a_slow_consumer_is_disconnected_without_slowing_others() {
     assert_eq!(code, 1013, "{reason}");
     assert!(reason.contains("Too slow"), "{reason}");
 }
+
+#[tokio::test]
+async fn shutdown_answers_in_flight_work_then_closes_sockets_with_1001() {
+    let app = TestApp::spawn().await;
+    let token = app.token_for("kate");
+    let mut socket = Socket::open(app.addr, Some(&token)).await;
+    socket.subscribe("1", TASK_CHANGED, json!({})).await;
+    let stopping = tokio::spawn(async move {
+        app.stop().await;
+        app
+    });
+    let closed = socket.closed().await.expect("a close frame");
+    assert_eq!(closed.0, 1001, "{}", closed.1);
+    let _app = stopping.await.expect("the server stopped cleanly");
+}

@@ -10,7 +10,10 @@ import { fileURLToPath } from 'node:url';
 
 import { ApolloClient, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql } from '@apollo/client';
 import { relayStylePagination } from '@apollo/client/utilities';
-import { Client, cacheExchange, fetchExchange } from '@urql/core';
+import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
+import { Client, cacheExchange, fetchExchange, subscriptionExchange } from '@urql/core';
+import { createClient as createWsClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import {
   buildClientSchema,
   buildSchema,
@@ -254,6 +257,209 @@ test('introspection without a token gives exactly the schema in schema.graphql',
     [...findBreakingChanges(from, to), ...findDangerousChanges(from, to)].filter((c) => !builtIn.test(c.description));
   assert.deepEqual(changes(checkedIn, served), []);
   assert.deepEqual(changes(served, checkedIn), []);
+});
+
+const TASK_CHANGED = gql`
+  subscription Changes($filter: TaskFilter) {
+    taskChanged(filter: $filter) { kind taskId at task { id title completed updatedAt } }
+  }
+`;
+
+/**
+ * A graphql-ws client for `token` whose socket answers one question: is the subscription
+ * live yet? After each `subscribe` it sends a `ping`; taskql reads no message after
+ * `subscribe` before the subscription is registered, so the `pong` means it is. `live(n)`
+ * resolves once n subscriptions are.
+ */
+function liveClient(token) {
+  let settled = 0;
+  const waiters = [];
+  class Traced extends WebSocket {
+    send(data, ...rest) {
+      super.send(data, ...rest);
+      if (JSON.parse(data).type !== 'subscribe') return;
+      const onPong = (message) => {
+        if (JSON.parse(String(message)).type !== 'pong') return;
+        this.off('message', onPong);
+        settled += 1;
+        for (const waiter of waiters.filter((w) => settled >= w.n)) {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          waiter.resolve();
+        }
+      };
+      this.on('message', onPong);
+      super.send(JSON.stringify({ type: 'ping' }));
+    }
+  }
+  const client = createWsClient({
+    url: taskql.url.replace(/^http/, 'ws'),
+    webSocketImpl: Traced,
+    connectionParams: { authorization: `Bearer ${token}` },
+  });
+  const live = (n) => new Promise((resolve) => (settled >= n ? resolve() : waiters.push({ n, resolve })));
+  return { client, live };
+}
+
+/** The next `count` values an observable emits. */
+function take(observable, count) {
+  const values = [];
+  let subscription;
+  const done = new Promise((resolve, reject) => {
+    subscription = observable.subscribe({
+      next(value) {
+        values.push(value);
+        if (values.length === count) resolve(values);
+      },
+      error: reject,
+    });
+  });
+  return { done: done.finally(() => subscription.unsubscribe()), subscription };
+}
+
+test('Apollo Client GraphQLWsLink: live events from another client update the normalized cache', async () => {
+  const { client: ws, live } = liveClient(users.alice.token);
+  const client = new ApolloClient({ link: new GraphQLWsLink(ws), cache: new InMemoryCache() });
+  const writer = apollo(users.alice.token);
+  try {
+    const { data } = await writer.mutate({ mutation: CREATE, variables: { input: { title: 'live: before' } } });
+    const id = data.createTask.id;
+    // The list as this client shows it, in its cache.
+    await client.cache.writeFragment({
+      id: client.cache.identify({ __typename: 'Task', id }),
+      fragment: gql`fragment T on Task { id title completed updatedAt }`,
+      data: { __typename: 'Task', id, title: 'live: before', completed: false, updatedAt: data.createTask.updatedAt },
+    });
+    const events = take(client.subscribe({ query: TASK_CHANGED }), 3);
+    await live(1);
+    await writer.mutate({ mutation: UPDATE, variables: { id, input: { title: 'live: after' } } });
+    await writer.mutate({ mutation: UPDATE, variables: { id, input: { completed: true } } });
+    await writer.mutate({ mutation: DELETE, variables: { id } });
+    const [updated, completed, deleted] = (await events.done).map((r) => r.data.taskChanged);
+    assert.equal(updated.kind, 'UPDATED');
+    assert.equal(completed.kind, 'COMPLETED');
+    assert.equal(deleted.kind, 'DELETED');
+    assert.equal(deleted.taskId, id);
+    // The events' tasks were normalized into the cache: no refetch needed.
+    const cached = client.cache.readFragment({
+      id: client.cache.identify({ __typename: 'Task', id }),
+      fragment: gql`fragment T on Task { id title completed }`,
+    });
+    assert.equal(cached.title, 'live: after');
+    assert.equal(cached.completed, true);
+  } finally {
+    await ws.dispose();
+  }
+});
+
+test('urql subscriptionExchange with graphql-ws: a filtered subscription sees only its tasks', async () => {
+  const { client: ws, live } = liveClient(users.bob.token);
+  const client = new Client({
+    url: taskql.url,
+    exchanges: [
+      cacheExchange,
+      fetchExchange,
+      subscriptionExchange({
+        forwardSubscription(request) {
+          const input = { ...request, query: request.query || '' };
+          return {
+            subscribe(sink) {
+              const unsubscribe = ws.subscribe(input, sink);
+              return { unsubscribe };
+            },
+          };
+        },
+      }),
+    ],
+    fetchOptions: { headers: { authorization: `Bearer ${users.bob.token}` } },
+  });
+  try {
+    const seen = [];
+    let resolveTwo;
+    const two = new Promise((resolve) => (resolveTwo = resolve));
+    const { unsubscribe } = client
+      .subscription(TASK_CHANGED, { filter: { title: { startsWith: 'stream:' } } })
+      .subscribe((result) => {
+        assert.equal(result.error, undefined);
+        seen.push(result.data.taskChanged);
+        if (seen.length === 2) resolveTwo();
+      });
+    await live(1);
+    // Alice's task (another user) and Bob's unrelated task must not arrive.
+    const alice = apollo(users.alice.token);
+    await alice.mutate({ mutation: CREATE, variables: { input: { title: 'stream: alice' } } });
+    const create = (title) => client.mutation(CREATE, { input: { title } }).toPromise();
+    await create('something else');
+    const first = await create('stream: one');
+    await create('stream: two');
+    await two;
+    unsubscribe();
+    assert.deepEqual(seen.map((e) => e.task.title), ['stream: one', 'stream: two']);
+    assert.equal(seen[0].taskId, first.data.createTask.id);
+    assert.ok(seen.every((e) => e.kind === 'CREATED'));
+  } finally {
+    await ws.dispose();
+  }
+});
+
+test('GraphiQL in Chromium: a subscription from the playground shows a live event', async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    // The page's own WebSocket asks, after `subscribe`, whether the subscription is live
+    // (see liveClient); the test mutates only then.
+    await page.addInitScript(() => {
+      window.__live = 0;
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        send.call(this, data);
+        if (JSON.parse(data).type !== 'subscribe') return;
+        const onMessage = (event) => {
+          if (JSON.parse(event.data).type !== 'pong') return;
+          this.removeEventListener('message', onMessage);
+          window.__live += 1;
+        };
+        this.addEventListener('message', onMessage);
+        send.call(this, JSON.stringify({ type: 'ping' }));
+      };
+    });
+    await page.goto(taskql.url);
+    await page.waitForSelector('.graphiql-container', { timeout: 30000 });
+    await page.locator('.graphiql-doc-explorer-search, [aria-label="Show Documentation Explorer"]').first().waitFor();
+    await page.waitForLoadState('networkidle');
+    const paste = async (editor, text) => {
+      await editor.click();
+      await page.keyboard.press('Control+A');
+      await page.keyboard.insertText(text);
+    };
+    const headerEditor = page.locator('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror');
+    await paste(headerEditor, JSON.stringify({ Authorization: `Bearer ${users.alice.token}` }, null, 2));
+    await paste(
+      page.locator('.graphiql-query-editor .CodeMirror'),
+      'subscription Live {\n  taskChanged { kind taskId task { title } }\n}',
+    );
+    await page.waitForFunction(() => localStorage.getItem('graphiql:operationName') === 'Live');
+    await page.click('.graphiql-execute-button');
+    await page.waitForFunction(() => window.__live >= 1, undefined, { timeout: 30000 });
+    await apollo(users.alice.token).mutate({ mutation: CREATE, variables: { input: { title: 'seen in GraphiQL' } } });
+    fs.mkdirSync(artifacts, { recursive: true });
+    try {
+      await page.waitForFunction(
+        () => (document.querySelector('.result-window .CodeMirror')?.CodeMirror.getValue() ?? '').includes('seen in GraphiQL'),
+        undefined,
+        { timeout: 30000 },
+      );
+    } finally {
+      await page.screenshot({ path: path.join(artifacts, 'graphiql-subscription.png'), fullPage: true });
+    }
+    const text = await page.evaluate(() => document.querySelector('.result-window .CodeMirror').CodeMirror.getValue());
+    const result = JSON.parse(text);
+    assert.equal(result.data.taskChanged.kind, 'CREATED');
+  } finally {
+    await browser.close();
+  }
 });
 
 test('GraphiQL in Chromium: set the Authorization header, run a query, see the tasks', async () => {
