@@ -174,7 +174,11 @@ pub async fn upgrade(
     let upgrade = upgrade
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .max_message_size(limits.max_message_bytes)
-        .max_frame_size(limits.max_message_bytes);
+        .max_frame_size(limits.max_message_bytes)
+        // tungstenite's defaults (128 KiB each way) would cost ~150 KiB per connection;
+        // GraphQL messages are small, and the buffers grow when one is not.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024);
     let protocol = match upgrade.selected_protocol().map(HeaderValue::as_bytes) {
         Some(b"graphql-transport-ws") => Some(Protocol::Transport),
         Some(b"graphql-ws") => Some(Protocol::Legacy),
