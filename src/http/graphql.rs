@@ -234,7 +234,8 @@ fn charge(
         .map_err(|retry_after| Box::new(rate_limited(media, retry_after)))
 }
 
-fn rate_limited(media: MediaType, retry_after: std::time::Duration) -> Response {
+/// 429 with `Retry-After`.
+pub(super) fn rate_limited(media: MediaType, retry_after: std::time::Duration) -> Response {
     let mut response = error(
         media,
         StatusCode::TOO_MANY_REQUESTS,

@@ -48,7 +48,7 @@ use tracing::Instrument as _;
 
 use super::{
     AppState,
-    graphql::{BEARER_FORMAT, Denied, error, identify, parse_bearer, retry_seconds},
+    graphql::{BEARER_FORMAT, Denied, error, identify, parse_bearer, rate_limited, retry_seconds},
     json,
     negotiate::MediaType,
     rate_limit,
@@ -158,17 +158,7 @@ pub async fn upgrade(
         rate_limit::client_addr(peer.ip(), headers, &state.config.rate_limit.trusted_proxies);
     let address_key = format!("ip:{client}");
     if let Err(retry_after) = state.rate_limit.check(&address_key, 1) {
-        let mut response = error(
-            MediaType::Json,
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
-            "Too many requests; slow down and retry after the time in the Retry-After header.",
-        );
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_seconds(retry_after)),
-        );
-        return response;
+        return rate_limited(MediaType::Json, retry_after);
     }
     let limits = &state.config.subscriptions;
     let upgrade = upgrade
