@@ -175,10 +175,11 @@ pub async fn upgrade(
         _ => None,
     };
     let tracker = state.sockets.tracker.clone();
+    // The connection's log lines stay in the request span of its handshake.
     let span = tracing::Span::current();
     upgrade.on_upgrade(move |socket| {
-        let connection = Connection::new(state, protocol, address_key, permit, span);
-        tracker.track_future(connection.run(socket))
+        let connection = Connection::new(state, protocol, address_key, permit);
+        tracker.track_future(connection.run(socket).instrument(span))
     })
 }
 
@@ -205,7 +206,6 @@ struct Connection {
     protocol: Option<Protocol>,
     address_key: String,
     _permit: OwnedSemaphorePermit,
-    span: tracing::Span,
     overflow: Arc<Overflow>,
     /// `None` until `connection_init`; then the caller (who may be anonymous).
     caller: Option<Option<Identity>>,
@@ -222,7 +222,6 @@ impl Connection {
         protocol: Option<Protocol>,
         address_key: String,
         permit: OwnedSemaphorePermit,
-        span: tracing::Span,
     ) -> Self {
         let (outbox, inbox) = mpsc::channel(OUTBOX);
         Self {
@@ -230,7 +229,6 @@ impl Connection {
             protocol,
             address_key,
             _permit: permit,
-            span,
             overflow: Arc::new(Overflow::default()),
             caller: None,
             operations: HashMap::new(),
@@ -240,8 +238,6 @@ impl Connection {
     }
 
     async fn run(mut self, mut socket: WebSocket) {
-        let span = self.span.clone();
-        let _entered = span.enter();
         let Some(protocol) = self.protocol else {
             close(
                 &mut socket,

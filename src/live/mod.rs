@@ -137,6 +137,9 @@ pub struct TooManySubscriptions {
     pub limit: usize,
 }
 
+/// One subscription as the hub keeps it. Cheap to clone: dispatch works on copies, outside
+/// the lock.
+#[derive(Clone)]
 struct Subscriber {
     id: u64,
     filter: Option<Arc<Filter>>,
@@ -252,13 +255,12 @@ impl Hub {
         }
     }
 
-    /// How many subscriptions are live on this instance.
-    pub fn len(&self) -> usize {
-        self.lock().values().map(|u| u.subscribers.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// The subscribers of `user` and the verified id they subscribed with, copied out of the
+    /// lock: the reads dispatch may do must not hold up subscribing and unsubscribing.
+    fn subscribers_of(&self, user: &str) -> Option<(UserId, Vec<Subscriber>)> {
+        let users = self.lock();
+        let entry = users.get(user)?;
+        Some((entry.user.clone(), entry.subscribers.clone()))
     }
 
     /// Hands one announcement to the owner's subscribers on this instance.
@@ -270,24 +272,8 @@ impl Hub {
                 return;
             }
         };
-        // Who to consider, taken under the lock and then released: the reads below must not
-        // hold up subscribing and unsubscribing.
-        let (user, targets) = {
-            let users = self.lock();
-            let Some(entry) = users.get(&change.uid) else {
-                return;
-            };
-            let targets: Vec<Target> = entry
-                .subscribers
-                .iter()
-                .map(|s| Target {
-                    id: s.id,
-                    filter: s.filter.clone(),
-                    sender: s.sender.clone(),
-                    overflow: Arc::clone(&s.overflow),
-                })
-                .collect();
-            (entry.user.clone(), targets)
+        let Some((user, targets)) = self.subscribers_of(&change.uid) else {
+            return;
         };
         let Some(event) = self.event(&change, &user).await else {
             return;
@@ -353,7 +339,7 @@ impl Hub {
         &self,
         change: &Change<'_>,
         event: &TaskChange,
-        targets: &[Target],
+        targets: &[Subscriber],
     ) -> Vec<bool> {
         let filtered: Vec<&Filter> = targets.iter().filter_map(|t| t.filter.as_deref()).collect();
         if filtered.is_empty() {
@@ -381,7 +367,7 @@ impl Hub {
 
     /// Queues `event` for one subscriber, without waiting. A full queue means the subscriber
     /// is not being read: it is dropped and its connection alarmed.
-    fn deliver(&self, user: &str, target: &Target, event: Event) {
+    fn deliver(&self, user: &str, target: &Subscriber, event: Event) {
         match target.sender.try_send(event) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -403,33 +389,12 @@ impl Hub {
     }
 
     fn resync_user(&self, user: &str) {
-        let targets: Vec<Target> = {
-            let users = self.lock();
-            let Some(entry) = users.get(user) else {
-                return;
-            };
-            entry
-                .subscribers
-                .iter()
-                .map(|s| Target {
-                    id: s.id,
-                    filter: None,
-                    sender: s.sender.clone(),
-                    overflow: Arc::clone(&s.overflow),
-                })
-                .collect()
+        let Some((_, targets)) = self.subscribers_of(user) else {
+            return;
         };
         let at = Utc::now();
         for target in &targets {
             self.deliver(user, target, Event::Resync { at });
         }
     }
-}
-
-/// A subscriber as dispatch sees it, outside the lock.
-struct Target {
-    id: u64,
-    filter: Option<Arc<Filter>>,
-    sender: mpsc::Sender<Event>,
-    overflow: Arc<Overflow>,
 }

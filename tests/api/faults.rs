@@ -125,17 +125,9 @@ async fn a_database_restart_under_load_loses_nothing_and_fails_fast() {
             return;
         }
     };
-    let mut admin = PgConnection::connect(&cluster.url("postgres"))
-        .await
-        .expect("the private cluster answers");
-    sqlx::raw_sql("create database taskql")
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    admin.close().await.ok();
+    let url = cluster.create_database("taskql").await;
 
-    let (mut server, addr) =
-        Process::serve_url(&cluster.url("taskql"), &[("DATABASE_POOL_SIZE", "8")]);
+    let (mut server, addr) = Process::serve_url(&url, &[("DATABASE_POOL_SIZE", "8")]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(Acks::default());
@@ -213,9 +205,7 @@ async fn a_database_restart_under_load_loses_nothing_and_fails_fast() {
     );
 
     // Every write acknowledged to a client is in the database.
-    let mut check = PgConnection::connect(&cluster.url("taskql"))
-        .await
-        .expect("connect");
+    let mut check = PgConnection::connect(&url).await.expect("connect");
     let found: Vec<uuid::Uuid> = sqlx::query_scalar("select id from tasks where id = any($1)")
         .bind(&seen.acknowledged)
         .fetch_all(&mut check)

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sqlx::{Connection as _, PgConnection};
 
 use crate::common::{
     Process, TEST_SECRET,
@@ -65,16 +64,8 @@ async fn changes_cross_instances_and_survive_a_database_restart() {
             return;
         }
     };
-    let mut admin = PgConnection::connect(&cluster.url("postgres"))
-        .await
-        .expect("the private cluster answers");
-    sqlx::raw_sql("create database taskql")
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    admin.close().await.ok();
+    let url = cluster.create_database("taskql").await;
 
-    let url = cluster.url("taskql");
     let (_a, addr_a) = Process::serve_url(&url, &[]);
     let (_b, addr_b) = Process::serve_url(&url, &[]);
     let token = keys::hs256_token(TEST_SECRET, &keys::claims("kim"));

@@ -401,13 +401,68 @@ test('urql subscriptionExchange with graphql-ws: a filtered subscription sees on
   }
 });
 
-test('GraphiQL in Chromium: a subscription from the playground shows a live event', async () => {
+/** Runs `fn(page)` on a new page of Debian's Chromium, closing the browser after. */
+async function withPage(fn) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
   try {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await fn(await browser.newPage({ viewport: { width: 1400, height: 900 } }));
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Loads the playground and waits until GraphiQL has fetched the schema. */
+async function openGraphiQL(page) {
+  await page.goto(taskql.url);
+  await page.waitForSelector('.graphiql-container', { timeout: 30000 });
+  await page.locator('.graphiql-doc-explorer-search, [aria-label="Show Documentation Explorer"]').first().waitFor();
+  await page.waitForLoadState('networkidle');
+}
+
+/**
+ * Puts `token` in the Headers tab and `document` in the query editor as a person would
+ * (click, select all, paste: setting CodeMirror's value through its API would bypass
+ * GraphiQL's edit handlers), then runs the operation named `name`.
+ */
+async function runInGraphiQL(page, token, document, name) {
+  const paste = async (editor, text) => {
+    await editor.click();
+    await page.keyboard.press('Control+A');
+    await page.keyboard.insertText(text);
+  };
+  const headerEditor = page.locator('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror');
+  await paste(headerEditor, JSON.stringify({ Authorization: `Bearer ${token}` }, null, 2));
+  await paste(page.locator('.graphiql-query-editor .CodeMirror'), document);
+  // GraphiQL picks up the edited operation after a short debounce; it records the name it
+  // will send, so wait for that rather than for a fixed time.
+  await page.waitForFunction((expected) => localStorage.getItem('graphiql:operationName') === expected, name);
+  await page.click('.graphiql-execute-button');
+}
+
+/**
+ * The result pane's JSON once it contains `text`, with a screenshot either way. The pane is
+ * a CodeMirror editor, which renders only the lines in view: its whole value is read rather
+ * than the DOM text.
+ */
+async function resultContaining(page, text, screenshot) {
+  fs.mkdirSync(artifacts, { recursive: true });
+  try {
+    await page.waitForFunction(
+      (expected) => (document.querySelector('.result-window .CodeMirror')?.CodeMirror.getValue() ?? '').includes(expected),
+      text,
+      { timeout: 30000 },
+    );
+  } finally {
+    await page.screenshot({ path: path.join(artifacts, screenshot), fullPage: true });
+  }
+  return JSON.parse(await page.evaluate(() => document.querySelector('.result-window .CodeMirror').CodeMirror.getValue()));
+}
+
+test('GraphiQL in Chromium: a subscription from the playground shows a live event', async () => {
+  await withPage(async (page) => {
     // The page's own WebSocket asks, after `subscribe`, whether the subscription is live
     // (see liveClient); the test mutates only then.
     await page.addInitScript(() => {
@@ -425,50 +480,17 @@ test('GraphiQL in Chromium: a subscription from the playground shows a live even
         send.call(this, JSON.stringify({ type: 'ping' }));
       };
     });
-    await page.goto(taskql.url);
-    await page.waitForSelector('.graphiql-container', { timeout: 30000 });
-    await page.locator('.graphiql-doc-explorer-search, [aria-label="Show Documentation Explorer"]').first().waitFor();
-    await page.waitForLoadState('networkidle');
-    const paste = async (editor, text) => {
-      await editor.click();
-      await page.keyboard.press('Control+A');
-      await page.keyboard.insertText(text);
-    };
-    const headerEditor = page.locator('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror');
-    await paste(headerEditor, JSON.stringify({ Authorization: `Bearer ${users.alice.token}` }, null, 2));
-    await paste(
-      page.locator('.graphiql-query-editor .CodeMirror'),
-      'subscription Live {\n  taskChanged { kind taskId task { title } }\n}',
-    );
-    await page.waitForFunction(() => localStorage.getItem('graphiql:operationName') === 'Live');
-    await page.click('.graphiql-execute-button');
+    await openGraphiQL(page);
+    await runInGraphiQL(page, users.alice.token, 'subscription Live {\n  taskChanged { kind taskId task { title } }\n}', 'Live');
     await page.waitForFunction(() => window.__live >= 1, undefined, { timeout: 30000 });
     await apollo(users.alice.token).mutate({ mutation: CREATE, variables: { input: { title: 'seen in GraphiQL' } } });
-    fs.mkdirSync(artifacts, { recursive: true });
-    try {
-      await page.waitForFunction(
-        () => (document.querySelector('.result-window .CodeMirror')?.CodeMirror.getValue() ?? '').includes('seen in GraphiQL'),
-        undefined,
-        { timeout: 30000 },
-      );
-    } finally {
-      await page.screenshot({ path: path.join(artifacts, 'graphiql-subscription.png'), fullPage: true });
-    }
-    const text = await page.evaluate(() => document.querySelector('.result-window .CodeMirror').CodeMirror.getValue());
-    const result = JSON.parse(text);
+    const result = await resultContaining(page, 'seen in GraphiQL', 'graphiql-subscription.png');
     assert.equal(result.data.taskChanged.kind, 'CREATED');
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('GraphiQL in Chromium: set the Authorization header, run a query, see the tasks', async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await withPage(async (page) => {
     const outside = [];
     page.on('request', (request) => {
       if (!request.url().startsWith(taskql.origin) && !request.url().startsWith('data:')) outside.push(request.url());
@@ -477,53 +499,23 @@ test('GraphiQL in Chromium: set the Authorization header, run a query, see the t
     page.on('response', (response) => {
       if (response.status() >= 400) failures.push(`${response.status()} ${response.url()}`);
     });
-    await page.goto(taskql.url);
-    await page.waitForSelector('.graphiql-container', { timeout: 30000 });
     // GraphiQL fetches the schema on load, before any token is entered: the placeholder in
     // the header editor must not be sent as a (refused) token.
-    await page.locator('.graphiql-doc-explorer-search, [aria-label="Show Documentation Explorer"]').first().waitFor();
-    await page.waitForLoadState('networkidle');
+    await openGraphiQL(page);
     assert.deepEqual(failures, [], 'loading the playground caused no failed request');
-    // Edit both editors as a person would: click, select all, paste. (Setting CodeMirror's
-    // value through its API would bypass GraphiQL's edit handlers.)
-    const paste = async (editor, text) => {
-      await editor.click();
-      await page.keyboard.press('Control+A');
-      await page.keyboard.insertText(text);
-    };
-    const headerEditor = page.locator('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror');
-    await paste(headerEditor, JSON.stringify({ Authorization: `Bearer ${users.alice.token}` }, null, 2));
-    await paste(
-      page.locator('.graphiql-query-editor .CodeMirror'),
+    await runInGraphiQL(
+      page,
+      users.alice.token,
       'query MyTasks {\n  me { email }\n  tasks(first: 50) { totalCount nodes { title } }\n}',
+      'MyTasks',
     );
-    // GraphiQL picks up the edited operation after a short debounce; it records the name it
-    // will send, so wait for that rather than for a fixed time.
-    await page.waitForFunction(() => localStorage.getItem('graphiql:operationName') === 'MyTasks');
-    await page.click('.graphiql-execute-button');
-    // The result pane is a CodeMirror editor, which renders only the lines in view: read its
-    // whole value rather than the DOM text.
-    const resultValue = () => document.querySelector('.result-window .CodeMirror')?.CodeMirror.getValue() ?? '';
-    fs.mkdirSync(artifacts, { recursive: true });
-    try {
-      await page.waitForFunction(
-        () => (document.querySelector('.result-window .CodeMirror')?.CodeMirror.getValue() ?? '').includes('alice private'),
-        undefined,
-        { timeout: 30000 },
-      );
-    } finally {
-      await page.screenshot({ path: path.join(artifacts, 'graphiql.png'), fullPage: true });
-    }
-    const text = await page.evaluate(resultValue);
-    const result = JSON.parse(text);
+    const result = await resultContaining(page, 'alice private', 'graphiql.png');
     assert.equal(result.data.me.email, 'alice@example.com');
     const titles = result.data.tasks.nodes.map((n) => n.title);
     assert.ok(titles.includes('call mom today'), titles.join(', '));
     assert.ok(!titles.some((t) => t.startsWith('urql')), "Bob's tasks are not Alice's");
     assert.deepEqual(outside, [], 'the page loaded nothing from outside taskql');
-  } finally {
-    await browser.close();
-  }
+  });
 });
 
 test('key rotation: a token from a new ES256 key is accepted without restarting taskql', async () => {

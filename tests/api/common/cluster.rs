@@ -84,6 +84,20 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// Creates database `name` on the cluster and returns its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        use sqlx::Connection as _;
+        let mut admin = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("the private cluster answers");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        admin.close().await.ok();
+        self.url(name)
+    }
+
     /// Starts the (stopped) cluster and waits until it accepts connections.
     pub fn start_again(&self) -> Result<(), String> {
         let options = format!(
