@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::Verifier,
-    config::{AuthMode, Config},
+    config::{AuthMode, Config, Pooler},
     db::{self, Database, health::Health, users::SyncedUsers},
     graphql::{self, apq::MemoryStore, cursor::CursorKeys, pipeline::Executor},
     http::{self, AppState, Shared, rate_limit::RateLimit, ws::Sockets},
@@ -35,17 +35,24 @@ pub struct App {
 }
 
 impl App {
-    /// Creates the database if needed, applies migrations, prepares token verification and
-    /// binds the listener. Fails with a message an operator can act on.
+    /// Creates the database if needed and applies migrations (unless `MIGRATE_ON_START` is
+    /// off, both as the migration role), prepares token verification and binds the listener. Fails with a message an operator can act on.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        db::ensure_database(&config.database.connect_options).await?;
-        let health = Health::new(config.database.connect_options.clone());
-        let pool = db::connect(
-            &config.database,
-            config.http.request_timeout,
-            Arc::clone(&health),
-        );
-        db::migrate(&pool).await?;
+        let database = &config.database;
+        if database.migrate_on_start {
+            db::ensure_database(&database.migration_options, database.create_missing).await?;
+            db::migrate(&database.migration_options).await?;
+        } else {
+            tracing::info!(
+                "MIGRATE_ON_START=false: not applying migrations (run `taskql migrate` as the \
+                 release step); /readyz answers 503 while any are pending"
+            );
+        }
+        let health = Health::new(database.connect_options.clone());
+        let pool = db::connect(database, config.http.request_timeout, Arc::clone(&health));
+        if database.pooler == Pooler::Transaction {
+            db::pooled_statement_timeout(&pool, config.http.request_timeout).await?;
+        }
 
         let verifier = Verifier::from_config(&config.auth)
             .await
@@ -66,7 +73,7 @@ impl App {
         // Listening starts before the port opens, so no subscription can miss a change
         // committed after it was acknowledged.
         let changes = tokio::spawn(live::listener::run(
-            config.database.connect_options.clone(),
+            config.database.listen_options.clone(),
             Arc::clone(&hub),
             shutdown.clone(),
         ));

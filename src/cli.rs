@@ -15,10 +15,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the GraphQL server (the default): create the database if missing, apply
-    /// migrations, then serve HTTP on HOST:PORT until SIGINT or SIGTERM.
+    /// Run the GraphQL server (the default): create the database if missing and apply
+    /// migrations (unless MIGRATE_ON_START=false), then serve HTTP on HOST:PORT until SIGINT
+    /// or SIGTERM.
     Serve,
-    /// Create the database if missing, apply pending migrations, and exit.
+    /// Create the database if missing, apply pending migrations, and exit: the release step,
+    /// run as the schema's owner (DATABASE_MIGRATION_URL, else DATABASE_URL) over a direct
+    /// connection.
     Migrate,
     /// Print the GraphQL schema (SDL) to stdout; `schema.graphql` is this output.
     Schema,

@@ -35,11 +35,54 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     /// Parsed from `DATABASE_URL`; `PgConnectOptions`'s `Debug` never prints the password.
+    /// The service's own connections: a least-privilege role, possibly through a pooler.
     pub connect_options: PgConnectOptions,
+    /// `DATABASE_MIGRATION_URL` (default: `DATABASE_URL`): the direct connection, as the
+    /// schema's owner, that migrations (and creating a missing database) use.
+    pub migration_options: PgConnectOptions,
+    /// `DATABASE_LISTEN_URL` (default: `DATABASE_URL`): the session connection that listens
+    /// for task changes; `LISTEN` needs a direct connection, not a transaction pooler.
+    pub listen_options: PgConnectOptions,
+    /// Whether `DATABASE_URL` was left unset, so that a private cluster may stand in for a
+    /// PostgreSQL that is not running (see `db::local`).
+    pub url_is_default: bool,
+    /// `LOCAL_POSTGRES`: when a private cluster is started instead of the default database.
+    pub local: LocalPostgres,
+    /// `LOCAL_POSTGRES_DIR`: where the private cluster keeps its data between runs.
+    pub local_dir: PathBuf,
+    /// `PATH`, split: the first place the private cluster's server binaries are looked for.
+    pub search_path: Vec<PathBuf>,
+    /// `MIGRATE_ON_START`: whether `serve` applies pending migrations before it listens.
+    pub migrate_on_start: bool,
+    /// `DATABASE_CREATE`: whether a database PostgreSQL reports missing is created.
+    pub create_missing: bool,
+    /// `DATABASE_POOLER`: what sits between taskql and PostgreSQL on `DATABASE_URL`.
+    pub pooler: Pooler,
     /// `DATABASE_POOL_SIZE`: the most connections this process opens.
     pub pool_size: u32,
     /// `DATABASE_ACQUIRE_TIMEOUT`: how long a request waits for a free connection.
     pub acquire_timeout: Duration,
+}
+
+/// What `DATABASE_URL` connects through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    /// PostgreSQL itself, or a session-mode pooler: settings travel in the startup packet.
+    None,
+    /// A transaction-mode pooler (PgBouncer, Neon's `-pooler` endpoint): each transaction may
+    /// run on another server connection, and startup `options` are refused.
+    Transaction,
+}
+
+/// When `serve` runs a private PostgreSQL cluster of its own (`db::local`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalPostgres {
+    /// Only when `DATABASE_URL` is unset and nothing usable answers at the default address.
+    Auto,
+    /// Whenever `DATABASE_URL` is unset (what the zero-setup test forces).
+    Always,
+    /// Never: a missing database is an error.
+    Never,
 }
 
 /// The HTTP listener and the limits applied to every request.
@@ -258,10 +301,55 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
 
+        let url_is_default = env.optional("DATABASE_URL").is_none();
         let database_url = env.string("DATABASE_URL", DEFAULT_DATABASE_URL);
-        let connect_options = parse_database_url(&database_url)?;
+        let connect_options = parse_database_url("DATABASE_URL", &database_url)?;
+        let other_url = |var: &'static str| match env.optional(var) {
+            Some(url) => parse_database_url(var, &url),
+            None => Ok(connect_options.clone()),
+        };
+        let migration_options = other_url("DATABASE_MIGRATION_URL")?;
+        let listen_options = other_url("DATABASE_LISTEN_URL")?;
+        let pooler = env.parsed("DATABASE_POOLER", Pooler::None, |raw| {
+            match raw.to_ascii_lowercase().as_str() {
+                "none" | "session" => Ok(Pooler::None),
+                "transaction" | "pgbouncer" => Ok(Pooler::Transaction),
+                _ => Err("expected none or transaction".to_owned()),
+            }
+        })?;
+        if pooler == Pooler::Transaction && env.optional("DATABASE_LISTEN_URL").is_none() {
+            // LISTEN through a transaction pooler registers on a server connection that is
+            // handed to someone else at once: subscriptions would hear nothing, silently.
+            return Err(ConfigError {
+                var: "DATABASE_LISTEN_URL",
+                problem: "must be set with DATABASE_POOLER=transaction: subscriptions listen on \
+                          a session of their own, so give the direct (not pooled) URL"
+                    .to_owned(),
+            });
+        }
         let database = DatabaseConfig {
             connect_options,
+            migration_options,
+            listen_options,
+            url_is_default,
+            local: env.parsed("LOCAL_POSTGRES", LocalPostgres::Auto, |raw| {
+                match raw.to_ascii_lowercase().as_str() {
+                    "auto" => Ok(LocalPostgres::Auto),
+                    "always" => Ok(LocalPostgres::Always),
+                    "never" => Ok(LocalPostgres::Never),
+                    _ => Err("expected auto, always or never".to_owned()),
+                }
+            })?,
+            local_dir: env
+                .optional("LOCAL_POSTGRES_DIR")
+                .map_or_else(|| default_local_dir(&env), PathBuf::from),
+            search_path: env
+                .optional("PATH")
+                .map(|path| std::env::split_paths(&path).collect())
+                .unwrap_or_default(),
+            migrate_on_start: env.boolean("MIGRATE_ON_START", true)?,
+            create_missing: env.boolean("DATABASE_CREATE", true)?,
+            pooler,
             pool_size: env.number("DATABASE_POOL_SIZE", 10, 1..=1000)?,
             // Short: when every connection is busy for this long, a quick 503 serves the
             // client better than a request that waits out its whole deadline.
@@ -436,6 +524,29 @@ fn parse_auth(env: &Env<'_>, host: IpAddr) -> Result<AuthConfig, ConfigError> {
     })
 }
 
+/// Whether this process runs as root: `/proc/self` belongs to the effective user.
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+/// Where a private cluster keeps its data unless `LOCAL_POSTGRES_DIR` says otherwise: the
+/// user's data directory (XDG), or `/var/lib/taskql` for root, since PostgreSQL then runs as
+/// the `postgres` user, who cannot enter root's home.
+fn default_local_dir(env: &Env<'_>) -> PathBuf {
+    if running_as_root() {
+        return PathBuf::from("/var/lib/taskql/postgres");
+    }
+    env.optional("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            env.optional("HOME")
+                .map(|home| PathBuf::from(home).join(".local/share"))
+        })
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("taskql/postgres")
+}
+
 /// The JWKS decides which tokens are genuine, so it must come over TLS: anyone on the network
 /// path of a plain-HTTP fetch could add their own key. Loopback (an auth server on the same
 /// host, or a test) is the one exception.
@@ -466,10 +577,10 @@ fn check_jwks_url(url: &str) -> Result<(), String> {
     }
 }
 
-fn parse_database_url(url: &str) -> Result<PgConnectOptions, ConfigError> {
+fn parse_database_url(var: &'static str, url: &str) -> Result<PgConnectOptions, ConfigError> {
     // The URL may carry a password, so no message below repeats it.
     let invalid = |why: &str| ConfigError {
-        var: "DATABASE_URL",
+        var,
         problem: format!("{why} (expected postgres://user:password@host:port/database)"),
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -645,6 +756,14 @@ mod tests {
             ("PORT", "70000", "out of range"),
             ("HOST", "example.com", "IP address"),
             ("DATABASE_URL", "mysql://x", "not a PostgreSQL URL"),
+            (
+                "DATABASE_MIGRATION_URL",
+                "mysql://x",
+                "not a PostgreSQL URL",
+            ),
+            ("DATABASE_POOLER", "statement", "none or transaction"),
+            ("MIGRATE_ON_START", "later", "not a boolean"),
+            ("LOCAL_POSTGRES", "sometimes", "auto, always or never"),
             ("DATABASE_POOL_SIZE", "0", "out of range"),
             ("REQUEST_TIMEOUT", "soon", "duration"),
             ("REQUEST_TIMEOUT", "0s", "greater than zero"),
@@ -668,6 +787,27 @@ mod tests {
                 err.problem
             );
         }
+    }
+
+    #[test]
+    fn a_transaction_pooler_needs_a_direct_url_to_listen_on() {
+        let pooled = ("DATABASE_POOLER", "transaction");
+        assert_eq!(config_err(&[pooled]), "DATABASE_LISTEN_URL");
+        let config = config(&[
+            pooled,
+            ("DATABASE_URL", "postgres://app@pooler.example:6432/taskql"),
+            (
+                "DATABASE_LISTEN_URL",
+                "postgres://app@db.example:5432/taskql",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(config.database.listen_options.get_host(), "db.example");
+        // Migrations default to the service's URL; an owner's direct URL is set apart.
+        assert_eq!(
+            config.database.migration_options.get_host(),
+            "pooler.example"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use taskql::{
     auth::dev,
     cli::{Cli, Command},
     config::{AuthMode, Config},
-    db, telemetry,
+    db::{self, local::LocalCluster},
+    telemetry,
 };
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
         print!("{}", taskql::graphql::sdl());
         return ExitCode::SUCCESS;
     }
-    let config = match Config::from_env() {
+    let mut config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
             eprintln!("taskql: {err}");
@@ -53,6 +54,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Zero setup: a private cluster when no database is configured and none is running.
+    // Dropped after the server has stopped and closed its pool, which stops the cluster.
+    let _local = match &command {
+        Command::Serve | Command::Migrate => {
+            match runtime.block_on(LocalCluster::start_if_needed(&mut config.database)) {
+                Ok(local) => local,
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "no database to use");
+                    eprintln!("taskql: {err:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        Command::Schema | Command::Token { .. } => None,
+    };
     match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -67,11 +83,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => App::build(config).await?.run(shutdown_signal()).await,
         Command::Migrate => {
-            db::ensure_database(&config.database.connect_options).await?;
-            let health = db::health::Health::new(config.database.connect_options.clone());
-            let pool = db::connect(&config.database, config.http.request_timeout, health);
-            db::migrate(&pool).await?;
-            pool.close().await;
+            let database = &config.database;
+            db::ensure_database(&database.migration_options, database.create_missing).await?;
+            db::migrate(&database.migration_options).await?;
             tracing::info!("migrations applied");
             Ok(())
         }

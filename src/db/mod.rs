@@ -7,6 +7,7 @@
 
 pub mod changes;
 pub mod health;
+pub mod local;
 pub mod tasks;
 pub mod users;
 
@@ -19,7 +20,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, Pooler};
 
 /// What the request path needs of the database: the pool, what is known of its health, and
 /// the users this process has already synced. Cheap to clone.
@@ -44,20 +45,17 @@ pub fn connect(
     statement_timeout: Duration,
     health: std::sync::Arc<health::Health>,
 ) -> PgPool {
-    let options = config
-        .connect_options
-        .clone()
+    let mut options = config.connect_options.clone().application_name("taskql");
+    if config.pooler == Pooler::None {
         // The server enforces the request time limit too: a statement still running after it
         // (the client has already been answered) is cancelled by PostgreSQL, not left to
-        // finish. A second later than the request's own deadline, so that the deadline (which
-        // answers the client properly) fires first.
-        .options([(
+        // finish. Sent in the startup packet, so it costs no round trip; a transaction pooler
+        // refuses startup options, and gets the same limit from `pooled_statement_timeout`.
+        options = options.options([(
             "statement_timeout",
-            (statement_timeout + Duration::from_secs(1))
-                .as_millis()
-                .to_string(),
-        )])
-        .application_name("taskql");
+            statement_timeout_ms(statement_timeout).to_string(),
+        )]);
+    }
     PgPoolOptions::new()
         .max_connections(config.pool_size)
         .min_connections(0)
@@ -83,56 +81,121 @@ pub fn connect(
         .connect_lazy_with(options)
 }
 
-/// Creates the target database when it does not exist yet, connecting to the `postgres`
-/// maintenance database with the same credentials.
-pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
+/// PostgreSQL's `statement_timeout`: a second later than the request's own deadline, so that
+/// the deadline (which answers the client properly) fires first.
+fn statement_timeout_ms(request_timeout: Duration) -> u128 {
+    (request_timeout + Duration::from_secs(1)).as_millis()
+}
+
+/// Behind a transaction pooler, the statement timeout becomes the service role's default in
+/// this database, which PostgreSQL applies to every server connection the pooler opens from
+/// then on, and is set on the one this runs on. A role may change its own defaults, so this
+/// needs no privilege beyond logging in; it is skipped when the setting is already right.
+pub async fn pooled_statement_timeout(
+    pool: &PgPool,
+    request_timeout: Duration,
+) -> anyhow::Result<()> {
+    let wanted = i64::try_from(statement_timeout_ms(request_timeout)).unwrap_or(i64::MAX);
+    let current: Option<i64> = sqlx::query_scalar(
+        "select setting::bigint from pg_settings where name = 'statement_timeout'",
+    )
+    .fetch_one(pool)
+    .await
+    .context("could not read statement_timeout through the pooler")?;
+    if current == Some(wanted) {
+        return Ok(());
+    }
+    // One simple-protocol message, so both run on the same server connection; the number is
+    // ours, and the names are quoted by format's %I on the server.
+    let statement = format!(
+        "do $$ begin execute format('alter role %I in database %I set statement_timeout = {wanted}', \
+         current_user, current_database()); end $$; set statement_timeout = {wanted}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(pool)
+        .await
+        .context("could not set the role's statement_timeout (DATABASE_POOLER=transaction)")?;
+    tracing::info!(
+        statement_timeout_ms = wanted,
+        "set the role's statement_timeout for pooled connections"
+    );
+    Ok(())
+}
+
+/// Makes sure the target database exists: connects to it directly, and only when PostgreSQL
+/// answers that it does not exist (and `create` allows it) connects to the `postgres`
+/// maintenance database with the same credentials to create it. A role that may not create
+/// databases, or see `postgres`, is never asked to while its database is there.
+pub async fn ensure_database(options: &PgConnectOptions, create: bool) -> anyhow::Result<()> {
     let name = options
         .get_database()
         .or_else(|| options.get_username().into())
         .unwrap_or("postgres")
         .to_owned();
+    match options.connect().await {
+        Ok(connection) => {
+            connection.close().await.ok();
+            return Ok(());
+        }
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some(UNDEFINED_DATABASE) => {}
+        Err(err) => {
+            return Err(err).context("could not connect to PostgreSQL");
+        }
+    }
+    if !create {
+        anyhow::bail!(
+            "the database {name:?} does not exist; create it (or run taskql migrate with an \
+             owner's DATABASE_MIGRATION_URL and DATABASE_CREATE=true)"
+        );
+    }
     let mut admin: PgConnection = options
         .clone()
         .database("postgres")
         .connect()
         .await
-        .context("could not connect to PostgreSQL to check that the database exists")?;
-    let exists = sqlx::query_scalar!(
-        r#"select exists (select from pg_database where datname = $1) as "exists!""#,
-        name
-    )
-    .fetch_one(&mut admin)
-    .await
-    .context("could not check whether the database exists")?;
-    if !exists {
-        // Identifiers cannot be bound as parameters; quote it the way PostgreSQL's
-        // quote_ident does, doubling any embedded quote.
-        let statement = format!("create database \"{}\"", name.replace('"', "\"\""));
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-            .execute(&mut admin)
-            .await
-        {
-            Ok(_) => tracing::info!(database = %name, "created the database"),
-            // Two processes starting at once may both try; the loser's error is harmless.
-            Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("42P04") => {}
-            Err(err) => {
-                return Err(err).with_context(|| {
-                    format!("the database {name:?} does not exist and could not be created")
-                });
-            }
+        .with_context(|| {
+            format!("the database {name:?} does not exist, and PostgreSQL's postgres database could not be reached to create it")
+        })?;
+    // Identifiers cannot be bound as parameters; quote it the way PostgreSQL's quote_ident
+    // does, doubling any embedded quote.
+    let statement = format!("create database \"{}\"", name.replace('"', "\"\""));
+    match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(&mut admin)
+        .await
+    {
+        Ok(_) => tracing::info!(database = %name, "created the database"),
+        // Two processes starting at once may both try; the loser's error is harmless.
+        Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("42P04") => {}
+        Err(err) => {
+            return Err(err).with_context(|| {
+                format!("the database {name:?} does not exist and could not be created")
+            });
         }
     }
     admin.close().await.ok();
     Ok(())
 }
 
-/// Applies pending migrations. sqlx takes an advisory lock, so concurrent starts are safe,
-/// and applying an already-applied set is a no-op.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(pool)
+/// SQLSTATE 3D000: the database named in the connection does not exist.
+const UNDEFINED_DATABASE: &str = "3D000";
+
+/// Applies pending migrations over a direct connection of their own (the owner's, from
+/// `DATABASE_MIGRATION_URL`): sqlx takes a session advisory lock, which a transaction pooler
+/// would lose between statements. Concurrent starts are safe, and applying an
+/// already-applied set is a no-op.
+pub async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut connection = options
+        .clone()
+        .application_name("taskql-migrate")
+        .connect()
         .await
-        .context("could not apply the database migrations")
+        .context("could not connect to PostgreSQL to apply migrations")?;
+    MIGRATOR
+        .run(&mut connection)
+        .await
+        .context("could not apply the database migrations")?;
+    connection.close().await.ok();
+    Ok(())
 }
 
 /// Why the database is not ready to serve.

@@ -175,7 +175,7 @@ fn is_root() -> bool {
 }
 
 /// The newest installed server's `bin` directory.
-fn server_binaries() -> Option<PathBuf> {
+pub fn server_binaries() -> Option<PathBuf> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
     if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
         return has_server(&dir).then_some(dir);

@@ -49,10 +49,30 @@ fn init_logging() {
     });
 }
 
-/// A database of its own for one test.
+/// The role that owns every test database and applies its migrations.
+pub const OWNER_ROLE: &str = "taskql_test_owner";
+/// The role test servers run as: it may read and write the owner's tables, nothing more (the
+/// README's two-role setup), so every API test also proves the service needs no more.
+pub const APP_ROLE: &str = "taskql_test_app";
+
+/// `server_url()` with another role in it.
+pub fn role_url(role: &str, database: &str) -> String {
+    let server = server_url();
+    let (scheme, rest) = server.split_once("://").expect("a URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{role}@{host}/{database}")
+}
+
+/// A database of its own for one test, owned by [`OWNER_ROLE`], whose tables [`APP_ROLE`]
+/// may only query and modify.
 pub struct TestDb {
     pub name: String,
+    /// As the superuser, for arranging and checking rows behind the server's back.
     pub url: String,
+    /// As the owner: what migrations run as (`DATABASE_MIGRATION_URL`).
+    pub owner_url: String,
+    /// As the least-privilege service role (`DATABASE_URL`).
+    pub app_url: String,
 }
 
 impl TestDb {
@@ -61,13 +81,48 @@ impl TestDb {
         let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
             .await
             .expect("PostgreSQL is reachable at TEST_DATABASE_URL (default 127.0.0.1:5432)");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create database {name}")))
+        // Roles are global to the cluster and test processes start at once: whoever comes
+        // second finds the role there (either error, depending on the race).
+        for role in [OWNER_ROLE, APP_ROLE] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "do $$ begin create role {role} login; \
+                 exception when duplicate_object or unique_violation then null; end $$"
+            )))
             .execute(&mut admin)
             .await
-            .expect("create the test database");
+            .expect("create the test roles");
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "create database {name} owner {OWNER_ROLE}"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
         admin.close().await.ok();
         let url = format!("{}/{name}", server_url());
-        Self { name, url }
+        // The README's grants, made before the owner creates anything.
+        let mut db = PgConnection::connect(&url)
+            .await
+            .expect("the test database");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "revoke all on database {name} from public; \
+             grant connect on database {name} to {APP_ROLE}; \
+             grant usage on schema public to {APP_ROLE}; \
+             alter default privileges for role {OWNER_ROLE} in schema public \
+               grant select, insert, update, delete on tables to {APP_ROLE}; \
+             alter default privileges for role {OWNER_ROLE} in schema public \
+               grant usage, select on sequences to {APP_ROLE}"
+        )))
+        .execute(&mut db)
+        .await
+        .expect("grant the service role its privileges");
+        db.close().await.ok();
+        Self {
+            owner_url: role_url(OWNER_ROLE, &name),
+            app_url: role_url(APP_ROLE, &name),
+            name,
+            url,
+        }
     }
 
     pub async fn pool(&self) -> PgPool {
@@ -138,8 +193,11 @@ impl TestConfig {
 
     pub fn build(&self, db: &TestDb) -> Config {
         let mut vars = self.vars.clone();
-        vars.entry("DATABASE_URL".to_owned())
-            .or_insert_with(|| db.url.clone());
+        if !vars.contains_key("DATABASE_URL") {
+            vars.insert("DATABASE_URL".to_owned(), db.app_url.clone());
+            vars.entry("DATABASE_MIGRATION_URL".to_owned())
+                .or_insert_with(|| db.owner_url.clone());
+        }
         Config::from_lookup(|name| vars.get(name).cloned()).expect("valid test configuration")
     }
 
@@ -359,7 +417,13 @@ impl Process {
     /// `taskql serve` on `db` in secret mode (the test secret), on a random port, with
     /// `extra` variables; returns once it is listening.
     pub fn serve(db: &TestDb, extra: &[(&str, &str)]) -> (Self, SocketAddr) {
-        Self::serve_url(&db.url, extra)
+        let migration = [("DATABASE_MIGRATION_URL", db.owner_url.as_str())];
+        let extra: Vec<(&str, &str)> = migration
+            .into_iter()
+            .filter(|(var, _)| extra.iter().all(|(set, _)| set != var))
+            .chain(extra.iter().copied())
+            .collect();
+        Self::serve_url(&db.app_url, &extra)
     }
 
     /// [`Process::serve`] on any database URL.
