@@ -48,8 +48,9 @@ impl App {
                  release step); /readyz answers 503 while any are pending"
             );
         }
-        let health = Health::new(database.connect_options.clone());
-        let pool = db::connect(database, config.http.request_timeout, Arc::clone(&health));
+        let options = db::service_options(database, config.http.request_timeout);
+        let health = Health::new(options.clone());
+        let pool = db::connect(database, options, Arc::clone(&health));
         if database.pooler == Pooler::Transaction {
             db::pooled_statement_timeout(&pool, config.http.request_timeout).await?;
         }

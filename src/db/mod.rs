@@ -38,24 +38,33 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// pays for it, short enough that no managed PostgreSQL has closed it in silence.
 const IDLE_PING: Duration = Duration::from_secs(30);
 
-/// Opens the pool. Connections are made lazily, so this succeeds while the database is down
-/// and `/readyz` reports it; the first query then waits at most `acquire_timeout`.
-pub fn connect(
-    config: &DatabaseConfig,
-    statement_timeout: Duration,
-    health: std::sync::Arc<health::Health>,
-) -> PgPool {
-    let mut options = config.connect_options.clone().application_name("taskql");
-    if config.pooler == Pooler::None {
+/// The service's connection settings: `DATABASE_URL` with the statement timeout, in the way
+/// the configured pooler accepts. The pool and the health probe both connect with these.
+pub fn service_options(config: &DatabaseConfig, statement_timeout: Duration) -> PgConnectOptions {
+    let options = config.connect_options.clone().application_name("taskql");
+    match config.pooler {
         // The server enforces the request time limit too: a statement still running after it
         // (the client has already been answered) is cancelled by PostgreSQL, not left to
-        // finish. Sent in the startup packet, so it costs no round trip; a transaction pooler
-        // refuses startup options, and gets the same limit from `pooled_statement_timeout`.
-        options = options.options([(
+        // finish. Sent in the startup packet, so it costs no round trip.
+        Pooler::None => options.options([(
             "statement_timeout",
             statement_timeout_ms(statement_timeout).to_string(),
-        )]);
+        )]),
+        // A stock PgBouncer refuses startup parameters it does not know (`options` among
+        // them): the timeout comes from `pooled_statement_timeout` instead, and
+        // `extra_float_digits` is dropped (taskql stores no floating-point values).
+        Pooler::Transaction => options.extra_float_digits(None),
     }
+}
+
+/// Opens the pool on [`service_options`]. Connections are made lazily, so this succeeds
+/// while the database is down and `/readyz` reports it; the first query then waits at most
+/// `acquire_timeout`.
+pub fn connect(
+    config: &DatabaseConfig,
+    options: PgConnectOptions,
+    health: std::sync::Arc<health::Health>,
+) -> PgPool {
     PgPoolOptions::new()
         .max_connections(config.pool_size)
         .min_connections(0)

@@ -17,6 +17,7 @@ mod isolation;
 mod listing;
 mod migrations;
 mod plans;
+mod pooler;
 mod privileges;
 mod schema_sdl;
 mod shutdown;

@@ -167,7 +167,7 @@ impl Drop for Cluster {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

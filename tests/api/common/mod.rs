@@ -12,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod bouncer;
 pub mod cluster;
 pub mod keys;
 pub mod ws;
