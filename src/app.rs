@@ -32,6 +32,8 @@ pub struct App {
     changes: tokio::task::JoinHandle<()>,
     /// How long open WebSocket connections get to finish their in-flight operations.
     drain: std::time::Duration,
+    /// `METRICS_ADDR`'s listener, when `/metrics` is served apart.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -88,6 +90,17 @@ impl App {
         let listener = TcpListener::bind(config.http.addr)
             .await
             .with_context(|| format!("could not listen on {}", config.http.addr))?;
+        let metrics = crate::metrics::get();
+        metrics.set_operation_names(&config.observability.operation_names);
+        metrics.watch_pool(&pool, config.database.pool_size);
+        let metrics_listener = match config.observability.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("could not listen on METRICS_ADDR {addr}"))?,
+            ),
+            None => None,
+        };
         let sockets = Sockets::new(config.subscriptions.max_connections, shutdown.clone());
         let drain = config.http.request_timeout + std::time::Duration::from_secs(2);
         let state = AppState::new(Shared {
@@ -110,6 +123,7 @@ impl App {
             sockets,
             changes,
             drain,
+            metrics_listener,
         })
     }
 
@@ -127,6 +141,20 @@ impl App {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "listening");
+        let metrics_server = self.metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving /metrics");
+            }
+            let stop = self.shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, http::metrics_router())
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "the metrics server failed");
+                }
+            })
+        });
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -158,6 +186,9 @@ impl App {
             );
         }
         let _ = self.changes.await;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         self.pool.close().await;
         tracing::info!("shutdown complete");
         Ok(())

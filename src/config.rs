@@ -29,6 +29,21 @@ pub struct Config {
     pub subscriptions: SubscriptionConfig,
     pub auth: AuthConfig,
     pub log_format: LogFormat,
+    pub observability: ObservabilityConfig,
+}
+
+/// Metrics and traces (README: "Observability").
+#[derive(Debug, Clone)]
+pub struct ObservabilityConfig {
+    /// `METRICS_ADDR`: when set, `/metrics` is served only on this address, not on the API's.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `METRICS_OPERATION_NAMES`: the operation names that get series of their own; empty:
+    /// the first ones seen, up to `metrics::MAX_OPERATION_NAMES`.
+    pub operation_names: Vec<String>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: where spans go (OTLP over HTTP); unset: no tracing.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: the `service.name` of the spans.
+    pub service_name: String,
 }
 
 /// How to reach PostgreSQL and how many connections to keep.
@@ -424,6 +439,32 @@ impl Config {
             }
         })?;
 
+        let observability = ObservabilityConfig {
+            metrics_addr: env.parsed("METRICS_ADDR", None, |raw| {
+                SocketAddr::from_str(raw)
+                    .map(Some)
+                    .map_err(|_| "expected an address and port such as 127.0.0.1:9100".to_owned())
+            })?,
+            operation_names: env
+                .optional("METRICS_OPERATION_NAMES")
+                .map(|raw| {
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            otlp_endpoint: env.parsed("OTEL_EXPORTER_OTLP_ENDPOINT", None, |raw| {
+                if raw.starts_with("http://") || raw.starts_with("https://") {
+                    Ok(Some(raw.trim_end_matches('/').to_owned()))
+                } else {
+                    Err("expected an http(s) URL such as http://127.0.0.1:4318".to_owned())
+                }
+            })?,
+            service_name: env.string("OTEL_SERVICE_NAME", "taskql"),
+        };
+
         Ok(Self {
             database,
             http,
@@ -432,6 +473,7 @@ impl Config {
             subscriptions,
             auth,
             log_format,
+            observability,
         })
     }
 }
@@ -764,6 +806,12 @@ mod tests {
             ("DATABASE_POOLER", "statement", "none or transaction"),
             ("MIGRATE_ON_START", "later", "not a boolean"),
             ("LOCAL_POSTGRES", "sometimes", "auto, always or never"),
+            ("METRICS_ADDR", "9100", "address and port"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "collector:4318",
+                "http(s) URL",
+            ),
             ("DATABASE_POOL_SIZE", "0", "out of range"),
             ("REQUEST_TIMEOUT", "soon", "duration"),
             ("REQUEST_TIMEOUT", "0s", "greater than zero"),

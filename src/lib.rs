@@ -3,7 +3,8 @@
 //! Requests flow one way: HTTP → GraphQL → database. Nothing below imports from above.
 //!
 //! - [`config`]: every setting, its environment variable, default and validation.
-//! - [`telemetry`]: the logging subscriber.
+//! - [`telemetry`]: the logging subscriber (and traces).
+//! - [`metrics`]: what the process counts, exposed at `/metrics`.
 //! - [`app`]: start-up (database, migrations, verifier, listener) and graceful shutdown.
 //! - [`http`]: axum routes and middleware; GraphQL over HTTP; the GraphiQL playground.
 //! - [`graphql`]: the schema, the operation pipeline, the error contract. No axum types.
@@ -24,4 +25,5 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod live;
+pub mod metrics;
 pub mod telemetry;

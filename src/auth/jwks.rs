@@ -198,6 +198,12 @@ impl JwksCache {
     }
 
     async fn fetch(&self) -> anyhow::Result<KeySet> {
+        let fetched = self.fetch_once().await;
+        crate::metrics::get().jwks_fetch(fetched.is_ok());
+        fetched
+    }
+
+    async fn fetch_once(&self) -> anyhow::Result<KeySet> {
         let mut response = self
             .http
             .get(&self.url)

@@ -19,6 +19,16 @@ use async_graphql_value::Value;
 use super::error::{ErrorCode, server_error};
 
 /// Picks the operation to run, following the GraphQL spec's GetOperation.
+/// The name of the document's operation when it has exactly one, and it is named.
+pub fn single_operation_name(doc: &ExecutableDocument) -> Option<String> {
+    match &doc.operations {
+        DocumentOperations::Multiple(ops) if ops.len() == 1 => {
+            ops.keys().next().map(|name| name.to_string())
+        }
+        _ => None,
+    }
+}
+
 pub fn select_operation<'a>(
     doc: &'a ExecutableDocument,
     operation_name: Option<&str>,

@@ -35,6 +35,29 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [Self; 14] = [
+        Self::GraphqlParseFailed,
+        Self::GraphqlValidationFailed,
+        Self::BadUserInput,
+        Self::BadRequest,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::Conflict,
+        Self::RateLimited,
+        Self::TooManySubscriptions,
+        Self::PersistedQueryNotFound,
+        Self::Timeout,
+        Self::ServiceUnavailable,
+        Self::InternalServerError,
+    ];
+
+    /// The code an error carries, if it is one of ours.
+    pub fn of(error: &ServerError) -> Option<Self> {
+        let code = code_of(error)?;
+        Self::ALL.into_iter().find(|known| known.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",

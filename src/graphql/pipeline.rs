@@ -175,26 +175,38 @@ impl Executor {
     }
 
     pub async fn execute(&self, params: Params, cx: &Context) -> Outcome {
-        match self.prepare(params, cx).await {
+        let mut seen = Seen::new(&params);
+        let outcome = match self.prepare(params, cx, &mut seen).await {
             Ok(request) => self.run(request, cx).await,
             Err(refusal) => refusal.into(),
-        }
+        };
+        seen.record(&outcome);
+        outcome
     }
 
     /// Checks an operation and returns it ready to run: a query or mutation as a future
     /// (so the caller knows what it is before it runs), a subscription as a stream.
     pub async fn start(self: &Arc<Self>, params: Params, cx: Context) -> Started {
-        let prepared = match self.prepare(params, &cx).await {
+        let mut seen = Seen::new(&params);
+        let prepared = match self.prepare(params, &cx, &mut seen).await {
             Ok(prepared) => prepared,
             Err(refusal) => {
                 let outcome: Outcome = refusal.into();
+                seen.record(&outcome);
                 return Started::Once(Box::pin(std::future::ready(outcome)));
             }
         };
         if !prepared.subscription {
             let executor = Arc::clone(self);
-            return Started::Once(Box::pin(async move { executor.run(prepared, &cx).await }));
+            return Started::Once(Box::pin(async move {
+                let outcome = executor.run(prepared, &cx).await;
+                seen.record(&outcome);
+                outcome
+            }));
         }
+        // A subscription is counted once, when it starts; its events are not operations.
+        seen.ran = true;
+        seen.record_started();
         let executor = Arc::clone(self);
         let executed = prepared.executed;
         let events = self
@@ -205,7 +217,12 @@ impl Executor {
     }
 
     /// Every check that can refuse the operation before it runs.
-    async fn prepare(&self, params: Params, cx: &Context) -> Result<Prepared, Refusal> {
+    async fn prepare(
+        &self,
+        params: Params,
+        cx: &Context,
+        seen: &mut Seen,
+    ) -> Result<Prepared, Refusal> {
         let Params {
             query,
             operation_name,
@@ -279,6 +296,14 @@ impl Executor {
 
         let operation = select_operation(&doc, operation_name.as_deref())
             .map_err(|error| Refusal::new(Failure::Document, vec![error]))?;
+        seen.kind = match operation.ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        };
+        if seen.name.is_none() {
+            seen.name = document::single_operation_name(&doc);
+        }
         let subscription = operation.ty == OperationType::Subscription;
         if cx.method == Method::Get && !document::is_query(operation) {
             return Err(Refusal::one(
@@ -354,6 +379,7 @@ impl Executor {
         }
         request.operation_name = operation_name.clone();
         request.set_parsed_query(doc);
+        seen.ran = true;
         Ok(Prepared {
             request,
             subscription,
@@ -601,6 +627,48 @@ impl DocumentCache {
         if let Some(Ok(mut cache)) = self.0.as_ref().map(|cache| cache.lock()) {
             cache.put(query.to_owned(), Arc::new(doc.clone()));
         }
+    }
+}
+
+/// What the metrics need of an operation, learned as the pipeline goes.
+struct Seen {
+    started: std::time::Instant,
+    /// The operation's name: the one asked for, else the document's only operation's.
+    name: Option<String>,
+    kind: &'static str,
+    /// Whether it passed every check and ran.
+    ran: bool,
+}
+
+impl Seen {
+    fn new(params: &Params) -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            name: params.operation_name.clone(),
+            kind: "unknown",
+            ran: false,
+        }
+    }
+
+    fn record(&self, outcome: &Outcome) {
+        let code = outcome.response.errors.first().map_or("OK", |error| {
+            ErrorCode::of(error).map_or("INTERNAL_SERVER_ERROR", ErrorCode::as_str)
+        });
+        self.observe(code);
+    }
+
+    fn record_started(&self) {
+        self.observe("OK");
+    }
+
+    fn observe(&self, code: &'static str) {
+        crate::metrics::get().operation(
+            self.name.as_deref(),
+            self.kind,
+            code,
+            self.ran,
+            self.started.elapsed(),
+        );
     }
 }
 

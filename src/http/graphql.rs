@@ -236,6 +236,7 @@ fn charge(
 
 /// 429 with `Retry-After`.
 pub(super) fn rate_limited(media: MediaType, retry_after: std::time::Duration) -> Response {
+    crate::metrics::get().rate_limited(crate::metrics::Transport::Http);
     let mut response = error(
         media,
         StatusCode::TOO_MANY_REQUESTS,

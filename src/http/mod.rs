@@ -7,6 +7,7 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`json`]: strict JSON for request bodies (no repeated keys).
 //! - [`rate_limit`]: the per-caller request budget.
+//! - `/metrics`: the Prometheus exposition (here, or alone on `METRICS_ADDR`).
 //! - [`ws`]: GraphQL over WebSocket (`graphql-transport-ws`, legacy `graphql-ws`) on `/graphql`.
 
 pub mod graphiql;
@@ -22,7 +23,7 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 use axum::{
     Router,
     body::Body,
-    extract::State,
+    extract::{MatchedPath, State},
     http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Redirect},
@@ -96,7 +97,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.http.request_timeout;
     let cors = cors(&state.config.http.cors_allowed_origins);
-    Router::new()
+    let metrics_here = state.config.observability.metrics_addr.is_none();
+    let routes = Router::new()
         .route(
             "/graphql",
             get(graphql::get)
@@ -109,8 +111,17 @@ pub fn router(state: AppState) -> Router {
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/", get(|| async { Redirect::temporary("/graphql") }))
+        .route("/", get(|| async { Redirect::temporary("/graphql") }));
+    // With METRICS_ADDR set, the exposition is only there, off the public port.
+    let routes = if metrics_here {
+        routes.route("/metrics", get(metrics))
+    } else {
+        routes
+    };
+    routes
         .fallback(|| async { StatusCode::NOT_FOUND })
+        // Inside the routes, where the matched route pattern is known.
+        .layer(middleware::from_fn(observe))
         .with_state(state)
         // Layers listed first wrap the ones after them: a request passes them top to bottom.
         .layer(
@@ -139,6 +150,41 @@ pub fn router(state: AppState) -> Router {
         )
 }
 
+/// `/metrics` alone, for `METRICS_ADDR`.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+}
+
+/// The Prometheus exposition (OpenMetrics text).
+async fn metrics() -> Response<Body> {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::get().render(),
+    )
+        .into_response()
+}
+
+/// Counts every response by route pattern (never the raw path: ids in paths would make a
+/// series per id), method and status, and its latency.
+async fn observe(request: Request<Body>, next: Next) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    crate::metrics::get().http_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
 /// The cap on GraphQL requests in flight; `None` when switched off.
 #[derive(Clone)]
 struct InFlight(Option<Arc<tokio::sync::Semaphore>>);
@@ -162,6 +208,7 @@ async fn shed_load(
     };
     let Ok(_permit) = semaphore.try_acquire_owned() else {
         tracing::warn!("too many requests in flight; shedding load");
+        crate::metrics::get().load_shed(crate::metrics::Transport::Http);
         let mut response = graphql::error(
             negotiate::MediaType::Json,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -203,6 +250,7 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         path = %request.uri().path(),
         request_id,
         user_id = tracing::field::Empty,
+        websocket = tracing::field::Empty,
     )
 }
 

@@ -61,6 +61,7 @@ use crate::{
         viewer::Viewer,
     },
     live::{Link, Overflow},
+    metrics::{self, Transport},
 };
 
 /// The subprotocols spoken, in order of preference.
@@ -141,8 +142,11 @@ pub async fn upgrade(
     headers: &HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // Not a request that runs statements of its own: the statement count skips it.
+    tracing::Span::current().record("websocket", true);
     let Ok(permit) = Arc::clone(&state.sockets.permits).try_acquire_owned() else {
         tracing::warn!("too many WebSocket connections; refusing one");
+        metrics::get().load_shed(Transport::WebSocket);
         let mut response = error(
             MediaType::Json,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -206,6 +210,7 @@ struct Connection {
     protocol: Option<Protocol>,
     address_key: String,
     _permit: OwnedSemaphorePermit,
+    _counted: metrics::Held,
     overflow: Arc<Overflow>,
     /// `None` until `connection_init`; then the caller (who may be anonymous).
     caller: Option<Option<Identity>>,
@@ -229,6 +234,7 @@ impl Connection {
             protocol,
             address_key,
             _permit: permit,
+            _counted: metrics::get().hold_websocket(),
             overflow: Arc::new(Overflow::default()),
             caller: None,
             operations: HashMap::new(),
@@ -441,10 +447,13 @@ impl Connection {
                 Ok(Some(identity))
             }
             Err(Denied::Invalid(err)) => Err(Close::new(4403, format!("UNAUTHENTICATED: {err}"))),
-            Err(Denied::RateLimited(retry_after)) => Err(Close::new(
-                1013,
-                format!("RATE_LIMITED: retry after {} s", retry_seconds(retry_after)),
-            )),
+            Err(Denied::RateLimited(retry_after)) => {
+                metrics::get().rate_limited(Transport::WebSocket);
+                Err(Close::new(
+                    1013,
+                    format!("RATE_LIMITED: retry after {} s", retry_seconds(retry_after)),
+                ))
+            }
             Err(Denied::Unavailable(message)) => {
                 Err(Close::new(1013, format!("SERVICE_UNAVAILABLE: {message}")))
             }
@@ -488,6 +497,7 @@ impl Connection {
             None => self.address_key.clone(),
         };
         if let Err(retry_after) = self.state.rate_limit.check(&key, 1) {
+            metrics::get().rate_limited(Transport::WebSocket);
             let message = refuse(
                 ErrorCode::RateLimited,
                 format!(

@@ -179,6 +179,7 @@ pub struct Subscription {
     hub: Weak<Hub>,
     user: String,
     id: u64,
+    _counted: crate::metrics::Held,
 }
 
 impl Drop for Subscription {
@@ -242,6 +243,7 @@ impl Hub {
             hub: Arc::downgrade(self),
             user: user.as_str().to_owned(),
             id,
+            _counted: crate::metrics::get().hold_subscription(),
         })
     }
 

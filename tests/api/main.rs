@@ -15,6 +15,7 @@ mod hostile;
 mod instances;
 mod isolation;
 mod listing;
+mod metrics;
 mod migrations;
 mod plans;
 mod pooler;

@@ -15,6 +15,7 @@
 pub mod bouncer;
 pub mod cluster;
 pub mod keys;
+pub mod prometheus;
 pub mod ws;
 
 use std::{
