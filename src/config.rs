@@ -32,8 +32,9 @@ pub struct Config {
     pub observability: ObservabilityConfig,
 }
 
-/// Metrics and traces (README: "Observability").
-#[derive(Debug, Clone)]
+/// Metrics and traces (README: "Observability"). The default: metrics on the API's port, no
+/// traces.
+#[derive(Debug, Clone, Default)]
 pub struct ObservabilityConfig {
     /// `METRICS_ADDR`: when set, `/metrics` is served only on this address, not on the API's.
     pub metrics_addr: Option<SocketAddr>,

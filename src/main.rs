@@ -43,7 +43,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(config.log_format);
+    let telemetry = match telemetry::init(config.log_format, &config.observability) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("taskql: {err:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,14 +75,18 @@ fn main() -> ExitCode {
         }
         Command::Schema | Command::Token { .. } => None,
     };
-    match runtime.block_on(run(command, config)) {
+    let code = match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "taskql stopped");
             eprintln!("taskql: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // The runtime first (its tasks may still hold spans), then the spans still buffered.
+    drop(runtime);
+    telemetry.shutdown();
+    code
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {

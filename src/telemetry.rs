@@ -1,17 +1,67 @@
-//! Logging: one `tracing` subscriber for the process, pretty for a terminal and JSON lines
-//! otherwise. Logs go to stderr, so commands that print results (`taskql schema`, `taskql
-//! token`) keep stdout clean. Beside the log output, a layer counts the SQL statements each
-//! request runs (sqlx reports each one as an event), for the metrics.
+//! Logs and traces: one `tracing` subscriber for the process.
+//!
+//! - Logs: pretty for a terminal and JSON lines otherwise, to stderr, so commands that print
+//!   results (`taskql schema`, `taskql token`) keep stdout clean. Every line of a request
+//!   carries its request id and, when the caller sent a W3C `traceparent` or tracing is on,
+//!   its trace id.
+//! - Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans go out over OTLP/HTTP (protobuf)
+//!   in batches: the request (child of the caller's `traceparent`), parsing, validation,
+//!   execution, each resolver that touches the database, and each SQL statement (its text,
+//!   which holds `$1` placeholders, never values). Without it no tracing layer is installed
+//!   and the spans below the request, at debug level, are disabled at their call sites.
+//! - A layer counts the SQL statements each request runs (sqlx reports each one as an
+//!   event) for the metrics, and makes the statement spans from the same events.
 //!
 //! What must never be logged: tokens, secrets, the database password. The request span
 //! (see `http::request_span`) leaves out query strings for the same reason.
 
-use tracing::{Subscriber, field::Field, span};
+use std::{
+    sync::OnceLock,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context as _;
+use opentelemetry::{
+    KeyValue,
+    trace::{Span as _, SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _},
+};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{SdkTracer, SdkTracerProvider},
+};
+use tracing::{Level, Subscriber, field::Field, span};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{
     EnvFilter, Layer, filter::filter_fn, fmt, layer::Context, prelude::*, registry::LookupSpan,
 };
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, ObservabilityConfig};
+
+/// The tracer of the statement spans, set when traces are exported.
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// What `init` started; `shutdown` sends the spans still buffered.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the trace exporter (blocking; call outside the async runtime).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(err) = provider.shutdown_with_timeout(Duration::from_secs(5))
+        {
+            eprintln!("taskql: could not flush the last spans: {err}");
+        }
+    }
+}
+
+/// Whether spans are exported.
+pub fn tracing_enabled() -> bool {
+    TRACER.get().is_some()
+}
 
 /// The filter when `RUST_LOG` is unset: our own info logs, one line per request, and only
 /// warnings from the libraries.
@@ -22,17 +72,34 @@ const STATEMENT_TARGET: &str = "sqlx::query";
 /// The name of the span every HTTP request runs in (`http::request_span`).
 pub const REQUEST_SPAN: &str = "request";
 
-/// Installs the global subscriber. Call once, before anything logs.
-pub fn init(format: LogFormat) {
+/// Installs the global subscriber (and, when configured, the trace exporter). Call once,
+/// before anything logs and before the async runtime starts (the exporter's HTTP client
+/// runs on a thread of its own).
+pub fn init(format: LogFormat, observability: &ObservabilityConfig) -> anyhow::Result<Telemetry> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let provider = match &observability.otlp_endpoint {
+        Some(endpoint) => Some(tracer_provider(endpoint, &observability.service_name)?),
+        None => None,
+    };
     // Each layer filters for itself: the log's filter must not hide from the statement count
-    // the sqlx events it does not print.
+    // the sqlx events it does not print, nor from the tracer the debug-level spans.
     let statements = Statements.with_filter(filter_fn(|meta| {
         (meta.is_span() && meta.name() == REQUEST_SPAN)
             || (meta.is_event() && meta.target() == STATEMENT_TARGET)
     }));
-    let registry = tracing_subscriber::registry().with(statements);
+    let otel = provider.as_ref().map(|provider| {
+        let tracer = provider.tracer("taskql");
+        let _ = TRACER.set(tracer.clone());
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(filter_fn(|meta| {
+                meta.target().starts_with("taskql")
+                    && (meta.is_span() || *meta.level() <= Level::WARN)
+            }))
+    });
+    let registry = tracing_subscriber::registry().with(statements).with(otel);
     match format {
         LogFormat::Pretty => registry
             .with(
@@ -55,6 +122,141 @@ pub fn init(format: LogFormat) {
             )
             .init(),
     }
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(endpoint: &str, service: &str) -> anyhow::Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(format!("{endpoint}/v1/traces"))
+        .build()
+        .context("could not set up the OTLP exporter (OTEL_EXPORTER_OTLP_ENDPOINT)")?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+                .build(),
+        )
+        .build())
+}
+
+/// Makes `span` (a request's) the child of the caller's trace, and returns the trace id the
+/// request's log lines carry: the span's own when spans are exported, else the one in a
+/// valid `traceparent`, so logs line up with the caller's trace either way.
+pub fn adopt_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Option<String> {
+    if tracing_enabled() {
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
+        });
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
+        let context = span.context();
+        let ids = context.span().span_context().clone();
+        return ids.is_valid().then(|| ids.trace_id().to_string());
+    }
+    let header = headers.get("traceparent")?.to_str().ok()?;
+    traceparent_trace_id(header)
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if valid.
+fn traceparent_trace_id(header: &str) -> Option<String> {
+    let mut parts = header.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || parts.next().is_none())
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then(|| trace.to_owned())
+}
+
+/// The `traceparent` of the current span, for calls taskql makes and for the response's
+/// `traceresponse`; `None` when spans are not exported.
+pub fn current_traceparent() -> Option<String> {
+    if !tracing_enabled() {
+        return None;
+    }
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let ids = span.span_context();
+    ids.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            ids.trace_id(),
+            ids.span_id(),
+            ids.trace_flags().to_u8()
+        )
+    })
+}
+
+/// The trace id of the request being served, for `INTERNAL_SERVER_ERROR`'s extensions: what
+/// the request span recorded (see [`adopt_trace`]).
+pub fn current_trace_id() -> Option<String> {
+    let mut found = None;
+    tracing::Span::current().with_subscriber(|(id, dispatch)| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return;
+        };
+        let Some(span) = registry.span(id) else {
+            return;
+        };
+        found = span
+            .scope()
+            .find_map(|span| span.extensions().get::<TraceId>().map(|t| t.0.clone()));
+    });
+    found
+}
+
+/// The trace id recorded on a request span.
+struct TraceId(String);
+
+/// One SQL statement as an OpenTelemetry span under the current one, timed by sqlx's own
+/// measurement (the event comes when the statement is done). Statements outside any traced
+/// work (migrations at start-up, the change listener) would each be a trace of their own,
+/// and are left out.
+fn statement_span(tracer: &SdkTracer, fields: &Fields, seconds: f64) {
+    let parent = opentelemetry::Context::current();
+    if !parent.span().span_context().is_valid() {
+        return;
+    }
+    let end = SystemTime::now();
+    let start = end
+        .checked_sub(Duration::from_secs_f64(seconds.max(0.0)))
+        .unwrap_or(end);
+    let text = fields
+        .statement
+        .clone()
+        .filter(|text| !text.is_empty())
+        .or_else(|| fields.summary.clone())
+        .unwrap_or_default();
+    let name = fields
+        .summary
+        .clone()
+        .unwrap_or_else(|| "statement".to_owned());
+    let mut span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Client)
+        .with_start_time(start)
+        .with_attributes([
+            KeyValue::new("db.system.name", "postgresql"),
+            KeyValue::new("db.query.text", text),
+        ])
+        .start_with_context(tracer, &parent);
+    span.end_with_timestamp(end);
 }
 
 /// Counts statements per request span and times each statement.
@@ -72,13 +274,20 @@ struct Count {
 struct Fields {
     path: Option<String>,
     websocket: bool,
+    trace_id: Option<String>,
     elapsed_secs: Option<f64>,
+    summary: Option<String>,
+    statement: Option<String>,
 }
 
 impl tracing::field::Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "path" {
-            self.path = Some(value.to_owned());
+        match field.name() {
+            "path" => self.path = Some(value.to_owned()),
+            "trace_id" => self.trace_id = Some(value.to_owned()),
+            "summary" if tracing_enabled() => self.summary = Some(value.to_owned()),
+            "db.statement" if tracing_enabled() => self.statement = Some(value.to_owned()),
+            _ => {}
         }
     }
 
@@ -110,20 +319,28 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut fields = Fields::default();
         attrs.record(&mut fields);
-        span.extensions_mut().insert(Count {
+        let mut extensions = span.extensions_mut();
+        extensions.insert(Count {
             statements: 0,
             counted: fields.path.as_deref() == Some("/graphql"),
         });
+        if let Some(trace_id) = fields.trace_id {
+            extensions.insert(TraceId(trace_id));
+        }
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         values.record(&mut fields);
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
         if fields.websocket
-            && let Some(span) = ctx.span(id)
-            && let Some(count) = span.extensions_mut().get_mut::<Count>()
+            && let Some(count) = extensions.get_mut::<Count>()
         {
             count.counted = false;
+        }
+        if let Some(trace_id) = fields.trace_id {
+            extensions.insert(TraceId(trace_id));
         }
     }
 
@@ -132,6 +349,9 @@ where
         event.record(&mut fields);
         if let Some(seconds) = fields.elapsed_secs {
             crate::metrics::get().statement(seconds);
+            if let Some(tracer) = TRACER.get() {
+                statement_span(tracer, &fields, seconds);
+            }
         }
         let Some(scope) = ctx.event_scope(event) else {
             return;

@@ -204,10 +204,15 @@ impl JwksCache {
     }
 
     async fn fetch_once(&self) -> anyhow::Result<KeySet> {
-        let mut response = self
+        let mut request = self
             .http
             .get(&self.url)
-            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json");
+        // The fetch a request waited for continues that request's trace at the issuer.
+        if let Some(traceparent) = crate::telemetry::current_traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
+        let mut response = request
             .send()
             .await
             .context("request failed")?

@@ -190,6 +190,9 @@ fn internal(err: &AppError) -> async_graphql::Error {
         .get_or_insert_with(ErrorExtensionValues::default);
     extensions.set("code", ErrorCode::InternalServerError.as_str());
     extensions.set("errorId", error_id);
+    if let Some(trace_id) = crate::telemetry::current_trace_id() {
+        extensions.set("traceId", trace_id);
+    }
     error
 }
 
@@ -238,5 +241,8 @@ pub fn ensure_code(error: &mut ServerError) {
     set_code(error, ErrorCode::InternalServerError);
     if let Some(extensions) = error.extensions.as_mut() {
         extensions.set("errorId", error_id);
+        if let Some(trace_id) = crate::telemetry::current_trace_id() {
+            extensions.set("traceId", trace_id);
+        }
     }
 }

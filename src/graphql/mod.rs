@@ -34,6 +34,7 @@ pub mod scalars;
 pub mod shape;
 pub mod subscription;
 pub mod task;
+pub mod traced;
 pub mod user;
 pub mod validate;
 pub mod viewer;
@@ -95,6 +96,9 @@ pub fn build_schema(
     }
     if limits.max_complexity > 0 {
         builder = builder.limit_complexity(limits.max_complexity);
+    }
+    if crate::telemetry::tracing_enabled() {
+        builder = builder.extension(traced::ResolverSpans);
     }
     builder.finish()
 }

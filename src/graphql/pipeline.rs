@@ -30,6 +30,8 @@ use super::{
     validate,
     viewer::Viewer,
 };
+use tracing::Instrument as _;
+
 use crate::{config::GraphQLConfig, db::health::Health, live::Link};
 
 /// The parameters of one GraphQL request, as the GraphQL-over-HTTP spec names them, after
@@ -292,7 +294,7 @@ impl Executor {
             return Err(Refusal::new(Failure::Document, vec![error]));
         }
 
-        let mut doc = self.parse(&query)?;
+        let mut doc = tracing::debug_span!("graphql.parse").in_scope(|| self.parse(&query))?;
 
         let operation = select_operation(&doc, operation_name.as_deref())
             .map_err(|error| Refusal::new(Failure::Document, vec![error]))?;
@@ -361,12 +363,16 @@ impl Executor {
         }
 
         let root = nulls::root_of(operation);
-        // Cost first: it bounds fragment expansion, which the validation walks rely on.
-        self.check_cost(&doc, operation, root, &variables)?;
-        let invalid = validate::check(&doc, operation, root, &self.shape, &variables);
-        if !invalid.is_empty() {
-            return Err(Refusal::new(Failure::Document, invalid));
-        }
+        tracing::debug_span!("graphql.validate").in_scope(|| {
+            // Cost first: it bounds fragment expansion, which the validation walks rely on.
+            self.check_cost(&doc, operation, root, &variables)?;
+            let invalid = validate::check(&doc, operation, root, &self.shape, &variables);
+            if invalid.is_empty() {
+                Ok(())
+            } else {
+                Err(Refusal::new(Failure::Document, invalid))
+            }
+        })?;
 
         document::drop_omitted_variables(&mut doc, operation_name.as_deref(), &variables);
         let variable_positions = document::variable_argument_positions(&doc);
@@ -479,21 +485,24 @@ impl Executor {
     }
 
     async fn run(&self, prepared: Prepared, cx: &Context) -> Outcome {
-        let response =
-            match tokio::time::timeout_at(cx.deadline, self.schema.execute(prepared.request)).await
-            {
-                Ok(response) => response,
-                Err(_) => {
-                    // Dropping the execution future drops any query in flight; the database also
-                    // cancels it through `statement_timeout`, and an open transaction rolls back.
-                    return Refusal::one(
-                        Failure::Timeout,
-                        ErrorCode::Timeout,
-                        "The request took longer than this server allows and was cancelled.",
-                    )
-                    .into();
-                }
-            };
+        // async-graphql's own validation runs inside, then the resolvers (see `traced`).
+        let execution = self
+            .schema
+            .execute(prepared.request)
+            .instrument(tracing::debug_span!("graphql.execute"));
+        let response = match tokio::time::timeout_at(cx.deadline, execution).await {
+            Ok(response) => response,
+            Err(_) => {
+                // Dropping the execution future drops any query in flight; the database also
+                // cancels it through `statement_timeout`, and an open transaction rolls back.
+                return Refusal::one(
+                    Failure::Timeout,
+                    ErrorCode::Timeout,
+                    "The request took longer than this server allows and was cancelled.",
+                )
+                .into();
+            }
+        };
         self.finish(response, &prepared.executed)
     }
 

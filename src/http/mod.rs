@@ -175,7 +175,15 @@ async fn observe(request: Request<Body>, next: Next) -> Response<Body> {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().clone();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // W3C Trace Context's response header: where the caller's trace continues here.
+    if let Some(traceparent) = crate::telemetry::current_traceparent()
+        && let Ok(value) = HeaderValue::from_str(&traceparent)
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("traceresponse"), value);
+    }
     crate::metrics::get().http_request(
         &route,
         method.as_str(),
@@ -244,14 +252,19 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         request_id,
+        trace_id = tracing::field::Empty,
         user_id = tracing::field::Empty,
         websocket = tracing::field::Empty,
-    )
+    );
+    if let Some(trace_id) = crate::telemetry::adopt_trace(&span, request.headers()) {
+        span.record("trace_id", trace_id);
+    }
+    span
 }
 
 /// Browser clients with credentials need an explicit origin (never `*`), the credentials
@@ -273,9 +286,12 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
             HeaderName::from_static("apollographql-client-version"),
             HeaderName::from_static("apollo-require-preflight"),
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("tracestate"),
         ])
         .expose_headers([
             HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("traceresponse"),
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
         ])
@@ -296,9 +312,16 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Bo
         .unwrap_or("unknown panic");
     let error_id = uuid::Uuid::new_v4().to_string();
     tracing::error!(error_id = %error_id, error.cause_chain = %detail, "handler panicked");
+    let mut extensions = serde_json::json!({
+        "code": ErrorCode::InternalServerError.as_str(),
+        "errorId": error_id,
+    });
+    if let Some(trace_id) = crate::telemetry::current_trace_id() {
+        extensions["traceId"] = trace_id.into();
+    }
     let body = serde_json::json!({ "errors": [{
         "message": crate::graphql::error::INTERNAL_MESSAGE,
-        "extensions": { "code": ErrorCode::InternalServerError.as_str(), "errorId": error_id },
+        "extensions": extensions,
     }]});
     (
         StatusCode::INTERNAL_SERVER_ERROR,

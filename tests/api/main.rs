@@ -26,4 +26,5 @@ mod spec;
 mod statements;
 mod subscriptions;
 mod tasks;
+mod traces;
 mod zero_setup;

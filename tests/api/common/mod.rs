@@ -46,7 +46,10 @@ fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            taskql::telemetry::init(taskql::config::LogFormat::Pretty);
+            let _ = taskql::telemetry::init(
+                taskql::config::LogFormat::Pretty,
+                &taskql::config::ObservabilityConfig::default(),
+            );
         }
     });
 }
