@@ -1,4 +1,4 @@
-//! The command line: `taskql [serve | migrate | schema | token]`.
+//! The command line: `taskql [serve | migrate | backup | restore | schema | token]`.
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +23,26 @@ pub enum Command {
     /// run as the schema's owner (DATABASE_MIGRATION_URL, else DATABASE_URL) over a direct
     /// connection.
     Migrate,
+    /// Write a consistent logical backup of taskql's data (users, tasks, idempotency keys).
+    ///
+    /// Reads every row in one snapshot through DATABASE_MIGRATION_URL (else DATABASE_URL);
+    /// a role with SELECT on the tables is enough. The file is written under a temporary
+    /// name and renamed when complete.
+    Backup {
+        /// Where to write the backup (`-` for standard output).
+        #[arg(long, short)]
+        output: std::path::PathBuf,
+    },
+    /// Restore a backup into a fresh database, checking every row against the backup.
+    ///
+    /// Connects as the schema's owner (DATABASE_MIGRATION_URL, else DATABASE_URL), creates
+    /// the database if missing, migrates it to the backup's schema version, loads and
+    /// verifies the rows in one transaction, then applies newer migrations.
+    Restore {
+        /// The backup to restore.
+        #[arg(long, short)]
+        input: std::path::PathBuf,
+    },
     /// Print the GraphQL schema (SDL) to stdout; `schema.graphql` is this output.
     Schema,
     /// Print a signed token for development mode (or secret mode), for the playground or curl.

@@ -73,7 +73,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Schema | Command::Token { .. } => None,
+        Command::Schema
+        | Command::Token { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. } => None,
     };
     let code = match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,6 +92,36 @@ fn main() -> ExitCode {
     code
 }
 
+/// `taskql backup`: to a temporary file renamed when complete, so a failed backup never
+/// leaves a file under the name asked for.
+async fn backup(config: &Config, output: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let options = &config.database.migration_options;
+    let report = if output == std::path::Path::new("-") {
+        let mut stdout = tokio::io::stdout();
+        db::backup::backup(options, &mut stdout).await?
+    } else {
+        let partial = output.with_extension("partial");
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .with_context(|| format!("could not create {}", partial.display()))?;
+        let report = match db::backup::backup(options, &mut file).await {
+            Ok(report) => report,
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(err);
+            }
+        };
+        file.sync_all().await?;
+        tokio::fs::rename(&partial, output)
+            .await
+            .with_context(|| format!("could not move the backup to {}", output.display()))?;
+        report
+    };
+    tracing::info!(%report, "backup written");
+    Ok(())
+}
+
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => App::build(config).await?.run(shutdown_signal()).await,
@@ -97,6 +130,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db::ensure_database(&database.migration_options, database.create_missing).await?;
             db::migrate(&database.migration_options).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Backup { output } => backup(&config, &output).await,
+        Command::Restore { input } => {
+            let database = &config.database;
+            db::ensure_database(&database.migration_options, database.create_missing).await?;
+            let report = db::backup::restore(&database.migration_options, &input).await?;
+            tracing::info!(%report, "restored and verified");
             Ok(())
         }
         Command::Token {

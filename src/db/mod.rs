@@ -5,6 +5,7 @@
 //! required argument wherever user data is touched, and take `impl PgExecutor` so that the
 //! caller decides whether they run alone or inside its transaction.
 
+pub mod backup;
 pub mod changes;
 pub mod health;
 pub mod local;

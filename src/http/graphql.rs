@@ -183,8 +183,8 @@ async fn batch(
 }
 
 /// The caller of a request, authenticated and charged one operation.
-struct Admitted {
-    viewer: std::sync::Arc<Viewer>,
+pub(super) struct Admitted {
+    pub(super) viewer: std::sync::Arc<Viewer>,
     /// The rate-limit key the request's operations are charged to.
     key: String,
 }
@@ -192,7 +192,7 @@ struct Admitted {
 /// Authenticates the caller and charges their rate limit. A missing token is anonymous; a
 /// token that is present but unusable is refused outright, never downgraded to anonymous.
 /// A token already verified is charged to its user alone (see [`identify`]).
-async fn admit(
+pub(super) async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     peer: SocketAddr,
@@ -344,7 +344,7 @@ pub(super) async fn identify(
 }
 
 /// 401 with the RFC 6750 challenge, so clients know to get a new token.
-fn unauthorized(media: MediaType, error_kind: &str, description: &str) -> Response {
+pub(super) fn unauthorized(media: MediaType, error_kind: &str, description: &str) -> Response {
     let mut response = error(
         media,
         StatusCode::UNAUTHORIZED,

@@ -3,6 +3,7 @@
 //!
 //! - [`graphql`]: `GET`/`POST /graphql`, GraphQL over HTTP (negotiation, status codes, batches).
 //! - [`negotiate`]: `Accept` parsing for GraphQL responses and the playground.
+//! - [`export`]: `GET /export`, a user's own data as one streamed download.
 //! - [`graphiql`]: the self-hosted GraphiQL page and its assets.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`json`]: strict JSON for request bodies (no repeated keys).
@@ -10,6 +11,7 @@
 //! - `/metrics`: the Prometheus exposition (here, or alone on `METRICS_ADDR`).
 //! - [`ws`]: GraphQL over WebSocket (`graphql-transport-ws`, legacy `graphql-ws`) on `/graphql`.
 
+pub mod export;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
@@ -98,15 +100,18 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.http.request_timeout;
     let cors = cors(&state.config.http.cors_allowed_origins);
     let metrics_here = state.config.observability.metrics_addr.is_none();
+    // One cap over both routes that run database work per request.
+    let in_flight = InFlight::new(state.config.rate_limit.max_in_flight);
     let routes = Router::new()
         .route(
             "/graphql",
             get(graphql::get)
                 .post(graphql::post)
-                .route_layer(middleware::from_fn_with_state(
-                    InFlight::new(state.config.rate_limit.max_in_flight),
-                    shed_load,
-                )),
+                .route_layer(middleware::from_fn_with_state(in_flight.clone(), shed_load)),
+        )
+        .route(
+            "/export",
+            get(export::export).route_layer(middleware::from_fn_with_state(in_flight, shed_load)),
         )
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(health::healthz))

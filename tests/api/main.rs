@@ -7,6 +7,7 @@
 mod common;
 
 mod auth;
+mod backup;
 mod cli;
 mod faults;
 mod graphql_http;

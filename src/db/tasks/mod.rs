@@ -59,6 +59,28 @@ pub async fn get(executor: impl PgExecutor<'_>, user: &UserId, id: Uuid) -> Resu
     .await?)
 }
 
+/// The caller's tasks after `after` in id order, at most `limit`: one batch of a data export,
+/// which walks the primary key (scoped by user) so no task comes twice and none is skipped.
+pub async fn export_batch(
+    executor: impl PgExecutor<'_>,
+    user: &UserId,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Task>> {
+    Ok(sqlx::query_as!(
+        Task,
+        "select id, user_id, title, description, completed, priority, due_at, completed_at,
+                created_at, updated_at
+         from tasks where user_id = $1 and ($2::uuid is null or id > $2)
+         order by id limit $3",
+        user.as_str(),
+        after,
+        limit
+    )
+    .fetch_all(executor)
+    .await?)
+}
+
 /// How many of the caller's tasks match `filter`.
 pub async fn count(executor: impl PgExecutor<'_>, user: &UserId, filter: &Filter) -> Result<i64> {
     let mut query = QueryBuilder::new("select count(*) from tasks where user_id = ");

@@ -1,0 +1,191 @@
+//! `GET /export`: the signed-in user's own data as one download (their profile and every
+//! task, as JSON), streamed.
+//!
+//! The tasks are read in batches along the primary key, each batch one short statement, so a
+//! large export holds no connection or transaction while a slow client reads it, and memory
+//! stays at one batch. A task changed during the download appears once, as it was when its
+//! batch was read. If the database fails midway the response is cut off (the JSON is then
+//! incomplete, which a client notices) rather than ending as if it were whole.
+
+use std::net::SocketAddr;
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse as _, Response},
+};
+use futures_util::{StreamExt as _, stream};
+use serde_json::{Value as Json, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    AppState,
+    graphql::{admit, error, unauthorized},
+    negotiate::MediaType,
+};
+use crate::{auth::UserId, db, error::AppError, graphql::error::ErrorCode};
+
+/// Tasks per statement: large enough that an export of 10,000 tasks is 20 round trips,
+/// small enough that a batch is a quick index range read.
+const BATCH: i64 = 500;
+
+pub async fn export(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let media = MediaType::Json;
+    let admitted = match admit(&state, &headers, peer, media).await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let viewer = admitted.viewer;
+    if !viewer.is_authenticated() {
+        return unauthorized(
+            media,
+            "invalid_request",
+            "Sign in: send your token in the Authorization header to download your data.",
+        );
+    }
+    let user = match viewer.own_row().await {
+        Ok(user) => user,
+        Err(err) => return failure(&err),
+    };
+    let Ok(user_id) = viewer.ensure_user().await.cloned() else {
+        return failure(&AppError::Unauthenticated);
+    };
+    let head = json!({
+        "format": "taskql-export/1",
+        "exportedAt": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "user": {
+            "id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "image": user.image,
+            "createdAt": user.created_at,
+            "updatedAt": user.updated_at,
+        },
+    });
+    // The document is `{…head…, "tasks": [ … ]}`: the head without its closing brace, the
+    // tasks batch by batch, then the closing brackets.
+    let mut opening = head.to_string();
+    opening.pop();
+    opening.push_str(",\"tasks\":[");
+    let walk = Walk {
+        pool: state.db.pool.clone(),
+        user: user_id,
+        after: None,
+        first: true,
+        done: false,
+    };
+    let body = stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(opening)) })
+        .chain(stream::unfold(walk, next_batch));
+    let filename = format!(
+        "attachment; filename=\"taskql-export-{}.json\"",
+        chrono::Utc::now().format("%Y-%m-%d")
+    );
+    let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&filename) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Where the export's walk over the user's tasks is.
+struct Walk {
+    pool: PgPool,
+    user: UserId,
+    after: Option<Uuid>,
+    first: bool,
+    done: bool,
+}
+
+async fn next_batch(mut walk: Walk) -> Option<(Result<Bytes, std::io::Error>, Walk)> {
+    if walk.done {
+        return None;
+    }
+    let batch = match db::tasks::export_batch(&walk.pool, &walk.user, walk.after, BATCH).await {
+        Ok(batch) => batch,
+        Err(err) => {
+            tracing::warn!(error = %err, "a data export failed midway; cutting the response off");
+            walk.done = true;
+            return Some((Err(std::io::Error::other("the export failed midway")), walk));
+        }
+    };
+    let mut chunk = String::new();
+    for task in &batch {
+        if !walk.first {
+            chunk.push(',');
+        }
+        walk.first = false;
+        chunk.push_str(&task_json(task).to_string());
+    }
+    if let Some(last) = batch.last() {
+        walk.after = Some(last.id);
+    }
+    if i64::try_from(batch.len()).unwrap_or(i64::MAX) < BATCH {
+        chunk.push_str("]}\n");
+        walk.done = true;
+    }
+    Some((Ok(Bytes::from(chunk)), walk))
+}
+
+/// A task as the GraphQL API names its fields.
+fn task_json(task: &db::tasks::Task) -> Json {
+    json!({
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "completed": task.completed,
+        "priority": task.priority,
+        "dueAt": task.due_at,
+        "completedAt": task.completed_at,
+        "createdAt": task.created_at,
+        "updatedAt": task.updated_at,
+    })
+}
+
+/// An error before the download started, in the API's error shape.
+fn failure(err: &AppError) -> Response {
+    match err {
+        AppError::Unavailable { .. } => {
+            let mut response = error(
+                MediaType::Json,
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ServiceUnavailable,
+                "The database is unavailable; retry after the time in the Retry-After header.",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        AppError::Unauthenticated => unauthorized(
+            MediaType::Json,
+            "invalid_request",
+            "Sign in: send your token in the Authorization header.",
+        ),
+        other => {
+            let error_id = uuid::Uuid::new_v4().to_string();
+            tracing::error!(error_id = %error_id, error.cause_chain = %other, "a data export failed");
+            let body = json!({ "errors": [{
+                "message": crate::graphql::error::INTERNAL_MESSAGE,
+                "extensions": { "code": ErrorCode::InternalServerError.as_str(), "errorId": error_id },
+            }]});
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    }
+}

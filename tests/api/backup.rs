@@ -1,0 +1,305 @@
+//! Backups and recovery: `taskql backup` (as the service role: reading is enough) and
+//! `taskql restore` into a fresh database, which must then serve the very same answers; a
+//! tampered or truncated backup is refused with nothing written. And a user's own download
+//! of their data (`GET /export`).
+
+use std::{collections::HashMap, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::common::{Process, TEST_SECRET, TestApp, TestDb, keys, post};
+
+fn run(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
+    let env: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let mut process = Process::spawn(args, &env);
+    let code = process.wait_exit(Duration::from_secs(60));
+    (code, process.seen.clone())
+}
+
+/// Everything a user can read, in a form to compare: the profile, every task in each order
+/// (walked page by page), one task by id, and the statistics.
+async fn answers(addr: std::net::SocketAddr, token: &str) -> Value {
+    let me = post(
+        addr,
+        Some(token),
+        "{ me { id email name createdAt updatedAt } }",
+    )
+    .await;
+    let stats = post(
+        addr,
+        Some(token),
+        "{ taskStats { total completed open overdue byPriority { priority count } } }",
+    )
+    .await;
+    let mut orders = serde_json::Map::new();
+    for order in [
+        "{ field: CREATED_AT, direction: DESC }",
+        "{ field: DUE_AT, direction: ASC }",
+        "{ field: TITLE, direction: ASC }",
+    ] {
+        let mut nodes = Vec::new();
+        let mut after = Value::Null;
+        loop {
+            let reply = TestApp::reply(
+                reqwest::Client::new()
+                    .post(format!("http://{addr}/graphql"))
+                    .bearer_auth(token)
+                    .json(&json!({
+                        "query": format!("query($after: String) {{ tasks(first: 3, after: $after, orderBy: {order}) {{
+                            totalCount pageInfo {{ hasNextPage endCursor }}
+                            nodes {{ id title description completed priority dueAt completedAt createdAt updatedAt }} }} }}"),
+                        "variables": { "after": after },
+                    })),
+            )
+            .await;
+            let page = reply.ok()["tasks"].clone();
+            nodes.extend(page["nodes"].as_array().expect("nodes").iter().cloned());
+            if page["pageInfo"]["hasNextPage"] != true {
+                break;
+            }
+            after = page["pageInfo"]["endCursor"].clone();
+        }
+        orders.insert(order.to_owned(), Value::Array(nodes));
+    }
+    json!({ "me": me.ok()["me"], "stats": stats.ok()["taskStats"], "orders": orders })
+}
+
+async fn seed(addr: std::net::SocketAddr, tokens: &[String]) {
+    let titles = [
+        r#"plain"#,
+        r#"quote \" and backslash \\ and tab \t"#,
+        r#"four-byte 𝄞 emoji 🎉 and é"#,
+        r#"line\nbreak"#,
+    ];
+    for (u, token) in tokens.iter().enumerate() {
+        for (i, title) in titles.iter().enumerate() {
+            let due = if i % 2 == 0 {
+                format!(r#", dueAt: "2030-0{}-15T10:00:00Z""#, i + 1)
+            } else {
+                String::new()
+            };
+            let reply = post(
+                addr,
+                Some(token),
+                &format!(
+                    r#"mutation {{ createTask(input: {{ title: "{title} {u}", description: "d\\{i}\n😀", priority: {}{due}, idempotencyKey: "key-{i}" }}) {{ id }} }}"#,
+                    i % 5 + 1
+                ),
+            )
+            .await;
+            let id = reply.ok()["createTask"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned();
+            if i % 2 == 1 {
+                post(addr, Some(token), &format!(r#"mutation {{ updateTask(id: "{id}", input: {{ completed: true }}) {{ id }} }}"#))
+                    .await
+                    .ok();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restored_backup_serves_the_same_answers() {
+    let source = TestDb::create().await;
+    let (server, addr) = Process::serve(&source, &[]);
+    let tokens: Vec<String> = ["ann", "bob", "cy"]
+        .iter()
+        .map(|sub| keys::hs256_token(TEST_SECRET, &keys::claims(sub)))
+        .collect();
+    seed(addr, &tokens).await;
+    let mut before = Vec::new();
+    for token in &tokens {
+        before.push(answers(addr, token).await);
+    }
+
+    let dir = std::env::temp_dir().join(format!("taskql-backup-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("taskql.backup");
+    let file_arg = file.to_str().expect("utf-8");
+    // The service role can take it: a backup only reads.
+    let (code, lines) = run(
+        &["backup", "--output", file_arg],
+        &[("DATABASE_URL", &source.app_url)],
+    );
+    assert_eq!(code, Some(0), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("backup written") && l.contains("tasks: 12 rows")),
+        "{lines:?}"
+    );
+    assert!(
+        !dir.join("taskql.partial").exists(),
+        "no partial file is left"
+    );
+    drop(server);
+
+    // Restore into a fresh database (as its owner) and serve from it.
+    let target = TestDb::create().await;
+    let (code, lines) = run(
+        &["restore", "--input", file_arg],
+        &[("DATABASE_URL", &target.owner_url)],
+    );
+    assert_eq!(code, Some(0), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("restored and verified")),
+        "{lines:?}"
+    );
+    let (_restored, addr) = Process::serve(&target, &[]);
+    for (token, before) in tokens.iter().zip(&before) {
+        assert_eq!(
+            &answers(addr, token).await,
+            before,
+            "the restored database answers alike"
+        );
+    }
+    // Idempotency keys came along: a retried create returns the original task.
+    let retried = post(
+        addr,
+        Some(&tokens[0]),
+        r#"mutation { createTask(input: { title: "plain 0", description: "d\\0\n😀", priority: 1, dueAt: "2030-01-15T10:00:00Z", idempotencyKey: "key-0" }) { id } }"#,
+    )
+    .await;
+    let original = &before[0]["orders"]["{ field: TITLE, direction: ASC }"];
+    let original_id = original
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["title"] == "plain 0"))
+        .map(|n| n["id"].clone())
+        .expect("plain 0");
+    assert_eq!(retried.ok()["createTask"]["id"], original_id);
+    // Restoring again into a database that has rows is refused.
+    let (code, lines) = run(
+        &["restore", "--input", file_arg],
+        &[("DATABASE_URL", &target.owner_url)],
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        lines.iter().any(|l| l.contains("fresh database")),
+        "{lines:?}"
+    );
+
+    // A tampered row, or a cut-off file, is refused and leaves the database empty.
+    let text = std::fs::read_to_string(&file).expect("the backup");
+    let tampered = dir.join("tampered.backup");
+    std::fs::write(&tampered, text.replacen("plain 1", "PLAIN 1", 1)).expect("write");
+    let truncated = dir.join("truncated.backup");
+    std::fs::write(&truncated, &text[..text.len() * 2 / 3]).expect("write");
+    for (bad, why) in [
+        (&tampered, "differ from the backup"),
+        (&truncated, "ends early"),
+    ] {
+        let fresh = TestDb::create().await;
+        let (code, lines) = run(
+            &["restore", "--input", bad.to_str().expect("utf-8")],
+            &[("DATABASE_URL", &fresh.owner_url)],
+        );
+        assert_ne!(code, Some(0), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains(why)), "{why}: {lines:?}");
+        let pool = fresh.pool().await;
+        let rows: i64 = sqlx::query_scalar(
+            "select (select count(*) from users) + (select count(*) from tasks)",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        assert_eq!(rows, 0, "nothing half-written");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_user_downloads_all_of_their_own_data() {
+    let db = TestDb::create().await;
+    let (_server, addr) = Process::serve(&db, &[]);
+    let ann = keys::hs256_token(TEST_SECRET, &keys::claims("ann"));
+    let bob = keys::hs256_token(TEST_SECRET, &keys::claims("bob"));
+    // More than one batch of 500.
+    let client = reqwest::Client::new();
+    for chunk in 0..12 {
+        // One create per request keeps within the statement budget: 600, 50 at a time.
+        let requests = (0..50).map(|i| {
+            let client = client.clone();
+            let ann = ann.clone();
+            async move {
+                client
+                    .post(format!("http://{addr}/graphql"))
+                    .bearer_auth(&ann)
+                    .json(&json!({ "query": format!(r#"mutation {{ createTask(input: {{ title: "ann {chunk}-{i}" }}) {{ id }} }}"#) }))
+                    .send()
+                    .await
+                    .expect("create")
+            }
+        });
+        for response in futures_util::future::join_all(requests).await {
+            assert_eq!(response.status(), 200);
+        }
+    }
+    post(
+        addr,
+        Some(&bob),
+        r#"mutation { createTask(input: { title: "bob's secret" }) { id } }"#,
+    )
+    .await
+    .ok();
+
+    let response = client
+        .get(format!("http://{addr}/export"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status(), 200);
+    let disposition = response
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"taskql-export-"),
+        "{disposition}"
+    );
+    let export: Value = response.json().await.expect("one JSON document");
+    assert_eq!(export["user"]["id"], "ann");
+    let tasks = export["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 600);
+    let mut ids: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["id"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 600, "each task once");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["title"].as_str().is_some_and(|t| t.starts_with("ann ")))
+    );
+    // Exactly what the API says of the same task.
+    let one = post(
+        addr,
+        Some(&ann),
+        &format!(r#"{{ task(id: "{}") {{ id title description completed priority dueAt completedAt createdAt updatedAt }} }}"#, tasks[0]["id"].as_str().expect("id")),
+    )
+    .await;
+    assert_eq!(one.ok()["task"], tasks[0]);
+
+    let anonymous = client
+        .get(format!("http://{addr}/export"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(anonymous.status(), 401);
+    let forged = client
+        .get(format!("http://{addr}/export"))
+        .bearer_auth("not.a.token")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(forged.status(), 401);
+}
