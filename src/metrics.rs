@@ -102,6 +102,7 @@ pub struct Metrics {
     pool_connections: Gauge,
     pool_idle: Gauge,
     pool_max: Gauge,
+    pool_acquire: Histogram,
     jwks_fetches: Family<OutcomeLabels, Counter>,
     rate_limited: Family<TransportLabels, Counter>,
     load_shed: Family<TransportLabels, Counter>,
@@ -199,6 +200,14 @@ impl Metrics {
             "db_pool_max_connections",
             "The most connections the pool may open (DATABASE_POOL_SIZE)",
         );
+        let pool_acquire = Histogram::new(LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "db_pool_acquire_duration",
+            "Time a checkout waited for a pool connection (its rate's sum is the mean number \
+             of waiters)",
+            prometheus_client::registry::Unit::Seconds,
+            pool_acquire.clone(),
+        );
         let jwks_fetches = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "jwks_fetches",
@@ -244,6 +253,7 @@ impl Metrics {
             pool_connections,
             pool_idle,
             pool_max,
+            pool_acquire,
             jwks_fetches,
             rate_limited,
             load_shed,
@@ -365,6 +375,11 @@ impl Metrics {
 
     pub fn statement(&self, seconds: f64) {
         self.statement_latency.observe(seconds);
+    }
+
+    /// A pool checkout that waited `seconds` for its connection.
+    pub fn pool_acquired(&self, seconds: f64) {
+        self.pool_acquire.observe(seconds);
     }
 
     pub fn jwks_fetch(&self, ok: bool) {

@@ -10,7 +10,8 @@
 //!   which holds `$1` placeholders, never values). Without it no tracing layer is installed
 //!   and the spans below the request, at debug level, are disabled at their call sites.
 //! - A layer counts the SQL statements each request runs (sqlx reports each one as an
-//!   event) for the metrics, and makes the statement spans from the same events.
+//!   event) for the metrics, and makes the statement spans from the same events; it also
+//!   times pool checkouts, which sqlx reports the same way.
 //!
 //! What must never be logged: tokens, secrets, the database password. The request span
 //! (see `http::request_span`) leaves out query strings for the same reason.
@@ -69,6 +70,8 @@ const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=info,async_graphql=warn"
 
 /// The target sqlx reports every statement under, with its text and timing.
 const STATEMENT_TARGET: &str = "sqlx::query";
+/// The target sqlx reports every pool checkout under, with how long it waited.
+const ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
 /// The name of the span every HTTP request runs in (`http::request_span`).
 pub const REQUEST_SPAN: &str = "request";
 
@@ -86,7 +89,7 @@ pub fn init(format: LogFormat, observability: &ObservabilityConfig) -> anyhow::R
     // the sqlx events it does not print, nor from the tracer the debug-level spans.
     let statements = Statements.with_filter(filter_fn(|meta| {
         (meta.is_span() && meta.name() == REQUEST_SPAN)
-            || (meta.is_event() && meta.target() == STATEMENT_TARGET)
+            || (meta.is_event() && matches!(meta.target(), STATEMENT_TARGET | ACQUIRE_TARGET))
     }));
     let otel = provider.as_ref().map(|provider| {
         let tracer = provider.tracer("taskql");
@@ -276,6 +279,7 @@ struct Fields {
     websocket: bool,
     trace_id: Option<String>,
     elapsed_secs: Option<f64>,
+    acquired_after_secs: Option<f64>,
     summary: Option<String>,
     statement: Option<String>,
 }
@@ -298,8 +302,10 @@ impl tracing::field::Visit for Fields {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if field.name() == "elapsed_secs" {
-            self.elapsed_secs = Some(value);
+        match field.name() {
+            "elapsed_secs" => self.elapsed_secs = Some(value),
+            "acquired_after_secs" => self.acquired_after_secs = Some(value),
+            _ => {}
         }
     }
 
@@ -347,6 +353,12 @@ where
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        if event.metadata().target() == ACQUIRE_TARGET {
+            if let Some(seconds) = fields.acquired_after_secs {
+                crate::metrics::get().pool_acquired(seconds);
+            }
+            return;
+        }
         if let Some(seconds) = fields.elapsed_secs {
             crate::metrics::get().statement(seconds);
             if let Some(tracer) = TRACER.get() {

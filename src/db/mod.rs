@@ -88,6 +88,9 @@ pub fn connect(
         })
         .idle_timeout(Some(Duration::from_secs(60)))
         .max_lifetime(Some(Duration::from_secs(30 * 60)))
+        // sqlx reports how long each checkout waited, at debug level; the metrics turn it
+        // into `taskql_db_pool_acquire_duration_seconds` (the log filter hides it).
+        .acquire_time_level(log::LevelFilter::Debug)
         .connect_lazy_with(options)
 }
 

@@ -123,6 +123,11 @@ async fn prometheus_scrapes_the_counts_of_a_known_sequence() {
         ),
         ("taskql_websocket_connections".into(), 1.0),
         ("taskql_db_pool_max_connections".into(), 7.0),
+        // Each statement checked a connection out of the pool (a transaction once for all).
+        (
+            "taskql_db_pool_acquire_duration_seconds_count >= bool 5".into(),
+            1.0,
+        ),
         (
             r#"taskql_jwks_fetches_total{outcome="ok"}"#.into(),
             jwks.hits() as f64,
