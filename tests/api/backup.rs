@@ -3,21 +3,9 @@
 //! tampered or truncated backup is refused with nothing written. And a user's own download
 //! of their data (`GET /export`).
 
-use std::{collections::HashMap, time::Duration};
-
 use serde_json::{Value, json};
 
-use crate::common::{Process, TEST_SECRET, TestApp, TestDb, keys, post};
-
-fn run(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
-    let env: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let mut process = Process::spawn(args, &env);
-    let code = process.wait_exit(Duration::from_secs(60));
-    (code, process.seen.clone())
-}
+use crate::common::{Process, TEST_SECRET, TestApp, TestDb, keys, post, run};
 
 /// Everything a user can read, in a form to compare: the profile, every task in each order
 /// (walked page by page), one task by id, and the statistics.

@@ -1,24 +1,10 @@
 //! The `taskql` command line: exit codes, messages, and development mode end to end.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Process, TestApp, TestDb};
-
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-/// Runs `taskql args…` to completion; returns the exit code and every output line.
-fn run(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
-    let mut process = Process::spawn(args, &env(vars));
-    let code = process.wait_exit(Duration::from_secs(60));
-    (code, process.seen.clone())
-}
+use crate::common::{Process, TestApp, TestDb, env, run};
 
 #[test]
 fn a_bad_port_stops_start_up_with_one_line_naming_it() {

@@ -2,25 +2,10 @@
 //! release step, and `serve` runs as a role that may only read and write rows. (Every other
 //! API test runs its server that way too: see `common::TestDb`.)
 
-use std::{collections::HashMap, time::Duration};
-
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 
-use crate::common::{Process, TEST_SECRET, TestDb, keys, post, server_url};
-
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn run(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
-    let mut process = Process::spawn(args, &env(vars));
-    let code = process.wait_exit(Duration::from_secs(60));
-    (code, process.seen.clone())
-}
+use crate::common::{Process, TEST_SECRET, TestDb, keys, post, run, server_url};
 
 async fn readyz(addr: std::net::SocketAddr) -> (u16, Value) {
     let response = reqwest::get(format!("http://{addr}/readyz"))
@@ -144,13 +129,5 @@ async fn a_missing_database_is_created_only_when_allowed() {
         "{lines:?}"
     );
 
-    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", server_url()))
-        .await
-        .expect("admin");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "drop database {fresh} with (force)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("cleanup");
+    crate::common::drop_database(&fresh).await;
 }

@@ -22,16 +22,7 @@ pub struct Bouncer {
 impl Bouncer {
     /// Starts PgBouncer, or says why it cannot: the caller skips with that reason.
     pub fn start() -> Result<Self, String> {
-        let bin = std::env::var_os("PGBOUNCER")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("PATH").and_then(|path| {
-                    std::env::split_paths(&path)
-                        .map(|dir| dir.join("pgbouncer"))
-                        .find(|bin| bin.is_file())
-                })
-            })
-            .filter(|bin| bin.is_file())
+        let bin = super::find_program("PGBOUNCER", "pgbouncer")
             .ok_or("no pgbouncer (scripts/pgbouncer installs one; set PGBOUNCER to its path)")?;
         let server = server_url();
         let host_port = server
@@ -76,14 +67,7 @@ impl Bouncer {
                 return Err("could not hand the PgBouncer directory to the postgres user".into());
             }
         }
-        let mut command = if as_root {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&bin);
-            command
-        } else {
-            Command::new(&bin)
-        };
-        let child = command
+        let child = super::cluster::command_as_postgres(&bin, as_root)
             .arg(dir.join("pgbouncer.ini"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

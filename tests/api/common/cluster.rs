@@ -132,15 +132,7 @@ impl Cluster {
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
-        let path = self.bin.join(program);
-        let mut command = if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&path);
-            command
-        } else {
-            Command::new(&path)
-        };
-        let output = command
+        let output = command_as_postgres(&self.bin.join(program), self.as_postgres)
             .args(args)
             .current_dir(&self.dir)
             .output()
@@ -164,6 +156,18 @@ impl Drop for Cluster {
             &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
         );
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `program`, run as the `postgres` user when `as_postgres` (the PostgreSQL tools and
+/// PgBouncer refuse to run as root).
+pub fn command_as_postgres(program: &Path, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
     }
 }
 

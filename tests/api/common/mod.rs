@@ -508,6 +508,48 @@ impl Process {
     }
 }
 
+/// Drops a database a test made outside [`TestDb`].
+pub async fn drop_database(name: &str) {
+    let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+        .await
+        .expect("PostgreSQL is reachable");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "drop database if exists {name} with (force)"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("drop the database");
+    admin.close().await.ok();
+}
+
+/// Variables for [`Process::spawn`] from pairs.
+pub fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Runs `taskql args…` to completion; returns the exit code and every output line.
+pub fn run(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
+    let mut process = Process::spawn(args, &env(vars));
+    let code = process.wait_exit(Duration::from_secs(60));
+    (code, process.seen.clone())
+}
+
+/// A program the tests start: the path in `var` when set, else `name` on `PATH`.
+pub fn find_program(var: &str, name: &str) -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        let path = std::path::PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|bin| bin.is_file())
+    })
+}
+
 /// POSTs one GraphQL operation to a server started with [`Process::serve`].
 pub async fn post(addr: SocketAddr, token: Option<&str>, query: &str) -> Reply {
     let mut request = reqwest::Client::new()

@@ -20,18 +20,9 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `target` (`host:port`), or says why it cannot.
     pub async fn start(target: &str) -> Result<Self, String> {
-        let bin = std::env::var_os("PROMETHEUS")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("PATH").and_then(|path| {
-                    std::env::split_paths(&path)
-                        .map(|dir| dir.join("prometheus"))
-                        .find(|bin| bin.is_file())
-                })
-            })
-            .ok_or(
-                "no prometheus binary (Debian's package `prometheus`; scripts/test installs it)",
-            )?;
+        let bin = super::find_program("PROMETHEUS", "prometheus").ok_or(
+            "no prometheus binary (Debian's package `prometheus`; scripts/test installs it)",
+        )?;
         let dir = std::env::temp_dir().join(format!(
             "taskql-prometheus-{}",
             uuid::Uuid::new_v4().simple()
