@@ -54,7 +54,7 @@ impl App {
         let health = Health::new(options.clone());
         let pool = db::connect(database, options, Arc::clone(&health));
         if database.pooler == Pooler::Transaction {
-            db::pooled_statement_timeout(&pool, config.http.request_timeout).await?;
+            db::pooled_statement_timeout(database, &pool, config.http.request_timeout).await?;
         }
 
         let verifier = Verifier::from_config(&config.auth)

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
             match runtime.block_on(LocalCluster::start_if_needed(&mut config.database)) {
                 Ok(local) => local,
                 Err(err) => {
-                    tracing::error!(error = %format!("{err:#}"), "no database to use");
+                    // One line, meant for a person at a terminal: what to install or set.
                     eprintln!("taskql: {err:#}");
                     return ExitCode::FAILURE;
                 }

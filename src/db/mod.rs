@@ -1,5 +1,6 @@
 //! PostgreSQL: the connection pool, the embedded migrations, and (in the submodules) every
-//! SQL statement the application runs, one file per table.
+//! SQL statement the application runs, one file per table; also [`backup`] (logical backups
+//! and their verified restore) and [`local`] (the private cluster of a zero-setup first run).
 //!
 //! Nothing outside this module writes SQL. Functions here take the caller's `UserId` as a
 //! required argument wherever user data is touched, and take `impl PgExecutor` so that the
@@ -101,38 +102,76 @@ fn statement_timeout_ms(request_timeout: Duration) -> u128 {
 }
 
 /// Behind a transaction pooler, the statement timeout becomes the service role's default in
-/// this database, which PostgreSQL applies to every server connection the pooler opens from
-/// then on, and is set on the one this runs on. A role may change its own defaults, so this
-/// needs no privilege beyond logging in; it is skipped when the setting is already right.
+/// its database, which PostgreSQL applies to every server connection the pooler opens from
+/// then on. It is set over the direct connection (`DATABASE_LISTEN_URL`, the same role),
+/// before this process sends anything through the pooler, and only when it is not already
+/// right; a role may change its own defaults, so no privilege beyond logging in is needed.
+/// Then one pooled read checks it: a server connection the pooler opened before the change
+/// keeps its old setting until the pooler recycles it, which is worth a warning.
 pub async fn pooled_statement_timeout(
+    config: &DatabaseConfig,
     pool: &PgPool,
     request_timeout: Duration,
 ) -> anyhow::Result<()> {
     let wanted = i64::try_from(statement_timeout_ms(request_timeout)).unwrap_or(i64::MAX);
-    let current: Option<i64> = sqlx::query_scalar(
+    let role = config.connect_options.get_username().to_owned();
+    let mut direct = config
+        .listen_options
+        .connect()
+        .await
+        .context("could not connect to DATABASE_LISTEN_URL to set the statement timeout")?;
+    let current: Option<String> = sqlx::query_scalar(
+        "select split_part(setting, '=', 2)
+         from pg_db_role_setting, unnest(setconfig) as setting
+         where setdatabase = (select oid from pg_database where datname = current_database())
+           and setrole = (select oid from pg_roles where rolname = $1)
+           and setting like 'statement_timeout=%'",
+    )
+    .bind(&role)
+    .fetch_optional(&mut direct)
+    .await
+    .context("could not read the service role's settings")?;
+    if current.as_deref() != Some(wanted.to_string().as_str()) {
+        // The number is ours; the names are quoted by format's %I on the server.
+        let statement = format!(
+            "do $$ begin execute format('alter role %I in database %I set statement_timeout = {wanted}', \
+             {}, current_database()); end $$",
+            quote_literal(&role)
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut direct)
+            .await
+            .context(
+                "could not set the service role's statement_timeout (DATABASE_POOLER=transaction; \
+                 DATABASE_LISTEN_URL must use the same role as DATABASE_URL)",
+            )?;
+        tracing::info!(
+            statement_timeout_ms = wanted,
+            role = %role,
+            "set the service role's statement_timeout for pooled connections"
+        );
+    }
+    direct.close().await.ok();
+    let pooled: Option<i64> = sqlx::query_scalar(
         "select setting::bigint from pg_settings where name = 'statement_timeout'",
     )
     .fetch_one(pool)
     .await
     .context("could not read statement_timeout through the pooler")?;
-    if current == Some(wanted) {
-        return Ok(());
+    if pooled != Some(wanted) {
+        tracing::warn!(
+            statement_timeout_ms = ?pooled,
+            wanted_ms = wanted,
+            "a pooled server connection from before the setting has another statement_timeout; \
+             it applies once the pooler reconnects (PgBouncer: RECONNECT, or server_lifetime)"
+        );
     }
-    // One simple-protocol message, so both run on the same server connection; the number is
-    // ours, and the names are quoted by format's %I on the server.
-    let statement = format!(
-        "do $$ begin execute format('alter role %I in database %I set statement_timeout = {wanted}', \
-         current_user, current_database()); end $$; set statement_timeout = {wanted}"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-        .execute(pool)
-        .await
-        .context("could not set the role's statement_timeout (DATABASE_POOLER=transaction)")?;
-    tracing::info!(
-        statement_timeout_ms = wanted,
-        "set the role's statement_timeout for pooled connections"
-    );
     Ok(())
+}
+
+/// A SQL string literal, the way PostgreSQL's quote_literal makes one.
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Makes sure the target database exists: connects to it directly, and only when PostgreSQL
