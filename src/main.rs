@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     // Zero setup: a private cluster when no database is configured and none is running.
     // Dropped after the server has stopped and closed its pool, which stops the cluster.
     let _local = match &command {
-        Command::Serve | Command::Migrate => {
+        Command::Serve | Command::Migrate | Command::Backup { .. } | Command::Restore { .. } => {
             match runtime.block_on(LocalCluster::start_if_needed(&mut config.database)) {
                 Ok(local) => local,
                 Err(err) => {
@@ -73,10 +73,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Schema
-        | Command::Token { .. }
-        | Command::Backup { .. }
-        | Command::Restore { .. } => None,
+        Command::Schema | Command::Token { .. } => None,
     };
     let code = match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
