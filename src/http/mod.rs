@@ -297,6 +297,8 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .expose_headers([
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("traceresponse"),
+            // So a browser app can name the file `GET /export` offers.
+            header::CONTENT_DISPOSITION,
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
         ])
