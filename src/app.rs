@@ -38,7 +38,8 @@ pub struct App {
 
 impl App {
     /// Creates the database if needed and applies migrations (unless `MIGRATE_ON_START` is
-    /// off, both as the migration role), prepares token verification and binds the listener. Fails with a message an operator can act on.
+    /// off, both as the migration role), prepares token verification and binds the
+    /// listener. Fails with a message an operator can act on.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = &config.database;
         if database.migrate_on_start {

@@ -302,7 +302,7 @@ impl Metrics {
         out
     }
 
-    pub fn http_request(&self, route: &str, method: &str, status: u16, latency: Duration) {
+    pub fn http_request(&self, route: String, method: &str, status: u16, latency: Duration) {
         let method = match method {
             "GET" => "GET",
             "POST" => "POST",
@@ -313,16 +313,15 @@ impl Metrics {
             "PATCH" => "PATCH",
             _ => "other",
         };
-        self.http_requests
-            .get_or_create(&HttpLabels {
-                route: route.to_owned(),
-                method,
-                status,
-            })
-            .inc();
+        let labels = HttpLabels {
+            route,
+            method,
+            status,
+        };
+        self.http_requests.get_or_create(&labels).inc();
         self.http_latency
             .get_or_create(&RouteLabels {
-                route: route.to_owned(),
+                route: labels.route,
             })
             .observe(latency.as_secs_f64());
     }
@@ -337,16 +336,17 @@ impl Metrics {
         ran: bool,
         latency: Duration,
     ) {
-        let operation = self.fold(name, ran);
-        self.operations
-            .get_or_create(&OperationLabels {
-                operation: operation.clone(),
-                kind,
-                code,
-            })
-            .inc();
+        let labels = OperationLabels {
+            operation: self.fold(name, ran),
+            kind,
+            code,
+        };
+        self.operations.get_or_create(&labels).inc();
         self.operation_latency
-            .get_or_create(&OperationLatencyLabels { operation, kind })
+            .get_or_create(&OperationLatencyLabels {
+                operation: labels.operation,
+                kind,
+            })
             .observe(latency.as_secs_f64());
     }
 

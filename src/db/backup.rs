@@ -118,7 +118,7 @@ async fn copy_out(
     let mut rows = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        rows += bytecount(&chunk);
+        rows += lines_in(&chunk);
         hash.update(&chunk);
         if let Some(out) = out.as_deref_mut() {
             out.write_all(&chunk).await?;
@@ -130,7 +130,7 @@ async fn copy_out(
     })
 }
 
-fn bytecount(chunk: &[u8]) -> u64 {
+fn lines_in(chunk: &[u8]) -> u64 {
     chunk.iter().filter(|b| **b == b'\n').count() as u64
 }
 

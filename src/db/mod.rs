@@ -206,7 +206,10 @@ pub async fn ensure_database(options: &PgConnectOptions, create: bool) -> anyhow
         .connect()
         .await
         .with_context(|| {
-            format!("the database {name:?} does not exist, and PostgreSQL's postgres database could not be reached to create it")
+            format!(
+                "the database {name:?} does not exist, and the postgres database could not be \
+                 reached to create it"
+            )
         })?;
     // Identifiers cannot be bound as parameters; quote it the way PostgreSQL's quote_ident
     // does, doubling any embedded quote.

@@ -18,7 +18,6 @@ use async_graphql_value::Value;
 
 use super::error::{ErrorCode, server_error};
 
-/// Picks the operation to run, following the GraphQL spec's GetOperation.
 /// The name of the document's operation when it has exactly one, and it is named.
 pub fn single_operation_name(doc: &ExecutableDocument) -> Option<String> {
     match &doc.operations {
@@ -29,6 +28,7 @@ pub fn single_operation_name(doc: &ExecutableDocument) -> Option<String> {
     }
 }
 
+/// Picks the operation to run, following the GraphQL spec's GetOperation.
 pub fn select_operation<'a>(
     doc: &'a ExecutableDocument,
     operation_name: Option<&str>,

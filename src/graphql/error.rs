@@ -185,15 +185,22 @@ fn internal(err: &AppError) -> async_graphql::Error {
     };
     tracing::error!(error_id = %error_id, error.cause_chain = %cause, "internal error");
     let mut error = async_graphql::Error::new(INTERNAL_MESSAGE);
-    let extensions = error
-        .extensions
-        .get_or_insert_with(ErrorExtensionValues::default);
+    mark_internal(
+        error
+            .extensions
+            .get_or_insert_with(ErrorExtensionValues::default),
+        error_id,
+    );
+    error
+}
+
+/// What a masked error carries: its code, the id its log line has, and the trace's id.
+fn mark_internal(extensions: &mut ErrorExtensionValues, error_id: String) {
     extensions.set("code", ErrorCode::InternalServerError.as_str());
     extensions.set("errorId", error_id);
     if let Some(trace_id) = crate::telemetry::current_trace_id() {
         extensions.set("traceId", trace_id);
     }
-    error
 }
 
 /// A request-level error (no path) with a code, as the HTTP layer and pipeline build them.
@@ -238,11 +245,10 @@ pub fn ensure_code(error: &mut ServerError) {
     let error_id = uuid::Uuid::new_v4().to_string();
     tracing::error!(error_id = %error_id, error.cause_chain = %error.message, "uncoded error masked");
     error.message = INTERNAL_MESSAGE.to_owned();
-    set_code(error, ErrorCode::InternalServerError);
-    if let Some(extensions) = error.extensions.as_mut() {
-        extensions.set("errorId", error_id);
-        if let Some(trace_id) = crate::telemetry::current_trace_id() {
-            extensions.set("traceId", trace_id);
-        }
-    }
+    mark_internal(
+        error
+            .extensions
+            .get_or_insert_with(ErrorExtensionValues::default),
+        error_id,
+    );
 }

@@ -20,6 +20,7 @@ use async_graphql::{
 use futures_util::{Stream, StreamExt as _};
 use serde_json::{Map, Value as Json};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use super::{
     AppSchema, apq, cost,
@@ -30,8 +31,6 @@ use super::{
     validate,
     viewer::Viewer,
 };
-use tracing::Instrument as _;
-
 use crate::{config::GraphQLConfig, db::health::Health, live::Link};
 
 /// The parameters of one GraphQL request, as the GraphQL-over-HTTP spec names them, after
@@ -207,8 +206,7 @@ impl Executor {
             }));
         }
         // A subscription is counted once, when it starts; its events are not operations.
-        seen.ran = true;
-        seen.record_started();
+        seen.observe("OK");
         let executor = Arc::clone(self);
         let executed = prepared.executed;
         let events = self
@@ -664,10 +662,6 @@ impl Seen {
             ErrorCode::of(error).map_or("INTERNAL_SERVER_ERROR", ErrorCode::as_str)
         });
         self.observe(code);
-    }
-
-    fn record_started(&self) {
-        self.observe("OK");
     }
 
     fn observe(&self, code: &'static str) {

@@ -22,10 +22,10 @@ use uuid::Uuid;
 
 use super::{
     AppState,
-    graphql::{admit, error, unauthorized},
+    graphql::{admit, internal_error, unauthorized, unavailable},
     negotiate::MediaType,
 };
-use crate::{auth::UserId, db, error::AppError, graphql::error::ErrorCode};
+use crate::{auth::UserId, db, error::AppError};
 
 /// Tasks per statement: large enough that an export of 10,000 tasks is 20 round trips,
 /// small enough that a batch is a quick index range read.
@@ -49,16 +49,18 @@ pub async fn export(
             "Sign in: send your token in the Authorization header to download your data.",
         );
     }
+    let user_id = match viewer.ensure_user().await {
+        Ok(user_id) => user_id.clone(),
+        Err(err) => return failure(&err),
+    };
     let user = match viewer.own_row().await {
         Ok(user) => user,
         Err(err) => return failure(&err),
     };
-    let Ok(user_id) = viewer.ensure_user().await.cloned() else {
-        return failure(&AppError::Unauthenticated);
-    };
+    let now = chrono::Utc::now();
     let head = json!({
         "format": "taskql-export/1",
-        "exportedAt": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "exportedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "user": {
             "id": user.id,
             "email": user.email,
@@ -84,7 +86,7 @@ pub async fn export(
         .chain(stream::unfold(walk, next_batch));
     let filename = format!(
         "attachment; filename=\"taskql-export-{}.json\"",
-        chrono::Utc::now().format("%Y-%m-%d")
+        now.format("%Y-%m-%d")
     );
     let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
     let headers = response.headers_mut();
@@ -156,36 +158,16 @@ fn task_json(task: &db::tasks::Task) -> Json {
 /// An error before the download started, in the API's error shape.
 fn failure(err: &AppError) -> Response {
     match err {
-        AppError::Unavailable { .. } => {
-            let mut response = error(
-                MediaType::Json,
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::ServiceUnavailable,
-                "The database is unavailable; retry after the time in the Retry-After header.",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
+        AppError::Unavailable { .. } => unavailable(
+            MediaType::Json,
+            "The database is unavailable; retry after the time in the Retry-After header.",
+            1,
+        ),
         AppError::Unauthenticated => unauthorized(
             MediaType::Json,
             "invalid_request",
             "Sign in: send your token in the Authorization header.",
         ),
-        other => {
-            let error_id = uuid::Uuid::new_v4().to_string();
-            tracing::error!(error_id = %error_id, error.cause_chain = %other, "a data export failed");
-            let body = json!({ "errors": [{
-                "message": crate::graphql::error::INTERNAL_MESSAGE,
-                "extensions": { "code": ErrorCode::InternalServerError.as_str(), "errorId": error_id },
-            }]});
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-                body.to_string(),
-            )
-                .into_response()
-        }
+        other => internal_error(&format!("a data export failed: {other}")),
     }
 }

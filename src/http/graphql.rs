@@ -250,6 +250,40 @@ pub(super) fn rate_limited(media: MediaType, retry_after: std::time::Duration) -
     response
 }
 
+/// 503 with `Retry-After: retry_after` seconds: the database, the token issuer or this
+/// instance cannot serve now, and a retry soon may succeed.
+pub(super) fn unavailable(media: MediaType, message: &str, retry_after: u64) -> Response {
+    let mut response = error(
+        media,
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServiceUnavailable,
+        message,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+/// 500 with a generic message and `errorId` (and the trace's id when there is one), for
+/// failures outside GraphQL execution; the log line with the same `error_id` has the cause.
+pub(super) fn internal_error(cause: &str) -> Response {
+    let error_id = uuid::Uuid::new_v4().to_string();
+    tracing::error!(error_id = %error_id, error.cause_chain = %cause, "internal error");
+    let mut extensions = json!({
+        "code": ErrorCode::InternalServerError.as_str(),
+        "errorId": error_id,
+    });
+    if let Some(trace_id) = crate::telemetry::current_trace_id() {
+        extensions["traceId"] = trace_id.into();
+    }
+    let body = json!({ "errors": [{
+        "message": crate::graphql::error::INTERNAL_MESSAGE,
+        "extensions": extensions,
+    }]});
+    json_response(MediaType::Json, StatusCode::INTERNAL_SERVER_ERROR, &body)
+}
+
 /// Whole seconds to wait, at least one (what `Retry-After` carries).
 pub(super) fn retry_seconds(retry_after: std::time::Duration) -> u64 {
     retry_after.as_secs_f64().ceil().max(1.0) as u64
@@ -299,18 +333,7 @@ impl Denied {
     fn into_response(self, media: MediaType) -> Response {
         match self {
             Self::RateLimited(retry_after) => rate_limited(media, retry_after),
-            Self::Unavailable(message) => {
-                let mut response = error(
-                    media,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::ServiceUnavailable,
-                    &message,
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                response
-            }
+            Self::Unavailable(message) => unavailable(media, &message, 5),
             Self::Invalid(err) => unauthorized(media, "invalid_token", &err.to_string()),
         }
     }

@@ -48,7 +48,7 @@ use crate::{
     auth::{Verifier, dev},
     config::Config,
     db::Database,
-    graphql::{error::ErrorCode, pipeline::Executor},
+    graphql::pipeline::Executor,
 };
 
 /// What every handler can reach. Cheap to clone: one `Arc`.
@@ -190,7 +190,7 @@ async fn observe(request: Request<Body>, next: Next) -> Response<Body> {
             .insert(HeaderName::from_static("traceresponse"), value);
     }
     crate::metrics::get().http_request(
-        &route,
+        route,
         method.as_str(),
         response.status().as_u16(),
         started.elapsed(),
@@ -222,16 +222,11 @@ async fn shed_load(
     let Ok(_permit) = semaphore.try_acquire_owned() else {
         tracing::warn!("too many requests in flight; shedding load");
         crate::metrics::get().load_shed(crate::metrics::Transport::Http);
-        let mut response = graphql::error(
+        return graphql::unavailable(
             negotiate::MediaType::Json,
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServiceUnavailable,
             "The server is at capacity; retry after the time in the Retry-After header.",
+            1,
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
     };
     next.run(request).await
 }
@@ -317,23 +312,5 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Bo
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
-    let error_id = uuid::Uuid::new_v4().to_string();
-    tracing::error!(error_id = %error_id, error.cause_chain = %detail, "handler panicked");
-    let mut extensions = serde_json::json!({
-        "code": ErrorCode::InternalServerError.as_str(),
-        "errorId": error_id,
-    });
-    if let Some(trace_id) = crate::telemetry::current_trace_id() {
-        extensions["traceId"] = trace_id.into();
-    }
-    let body = serde_json::json!({ "errors": [{
-        "message": crate::graphql::error::INTERNAL_MESSAGE,
-        "extensions": extensions,
-    }]});
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body.to_string(),
-    )
-        .into_response()
+    graphql::internal_error(&format!("handler panicked: {detail}"))
 }

@@ -34,7 +34,7 @@ use std::{
 
 use axum::{
     extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue},
     response::Response,
 };
 use futures_util::StreamExt as _;
@@ -48,7 +48,9 @@ use tracing::Instrument as _;
 
 use super::{
     AppState,
-    graphql::{BEARER_FORMAT, Denied, error, identify, parse_bearer, rate_limited, retry_seconds},
+    graphql::{
+        BEARER_FORMAT, Denied, identify, parse_bearer, rate_limited, retry_seconds, unavailable,
+    },
     json,
     negotiate::MediaType,
     rate_limit,
@@ -147,16 +149,11 @@ pub async fn upgrade(
     let Ok(permit) = Arc::clone(&state.sockets.permits).try_acquire_owned() else {
         tracing::warn!("too many WebSocket connections; refusing one");
         metrics::get().load_shed(Transport::WebSocket);
-        let mut response = error(
+        return unavailable(
             MediaType::Json,
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::ServiceUnavailable,
             "This server holds as many WebSocket connections as it allows; retry later.",
+            5,
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
     };
     let client =
         rate_limit::client_addr(peer.ip(), headers, &state.config.rate_limit.trusted_proxies);
