@@ -3,16 +3,24 @@
 Run it with `scripts/bench` (which installs wrk when missing). In one run, on one machine:
 
 1. seeds (once; reused while the seed version matches) 10,000 users with 100 tasks each and
-   one user with 10,000 tasks, deterministically;
-2. starts the release binary and warms it (every user and token seen once, as in steady state);
+   one user with 10,000 tasks, deterministically, and a copy of the tasks in
+   `bench_plain_tasks`: the table as it would be without the change feed (no version columns,
+   no version index, no feed triggers), which the raw-SQL twins of the write workloads use;
+2. runs `vacuum analyze` (earlier write workloads leave the planner's statistics stale),
+   starts the release binary and warms it (every user and token seen once, as in steady
+   state);
 3. for each repetition and each workload, interleaved: drives taskql over HTTP with wrk at
    32 connections, then the equivalent SQL with `pgbench -M prepared` at the same concurrency;
 4. prints, per workload: req/s, p50 and p99 of both, the ratio to raw SQL, statements per
    request (counted exactly in a second server's statement log), server and database CPU
-   per request, and the server's peak RSS; then a constant-rate run of Q1 at 500 req/s.
+   per request, and the server's peak RSS; then a constant-rate run of Q1 at 500 req/s;
+5. with `--writes`, the database alone: inserts per second into `bench_plain_tasks` (plain)
+   and into `tasks` with the change feed (the statement taskql sends, version bump included),
+   interleaved, at 1 to 64 clients.
 
-Options: --seconds (per run, default 8), --reps (default 3), --clients (32), --only Q1,Q3.
-Traffic goes only to 127.0.0.1; every run ends by itself.
+Options: --seconds (per run, default 8), --reps (default 3), --clients (32), --only Q1,Q3,
+--writes (run part 5 too), --writes-only. Traffic goes only to 127.0.0.1; every run ends by
+itself.
 """
 
 import argparse
@@ -34,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432")
 DB = os.environ.get("BENCH_DATABASE", "taskql_bench")
 SECRET = "bench-secret-0123456789-abcdefghijklmnop"
-SEED_VERSION = "2"
+SEED_VERSION = "3"
 USERS = 10_000
 TASKS_PER_USER = 100
 HEAVY_TASKS = 10_000
@@ -45,6 +53,10 @@ Q2 = "{ tasks(first: 20, filter: {completed: false, priority: {gte: 4}}, orderBy
 Q3 = "{ tasks(first: 20, orderBy: [{field: CREATED_AT, direction: DESC}]) { nodes { id title completed priority dueAt createdAt owner { name email } } } }"
 Q4 = "{ tasks(first: 50, filter: {completed: false}, orderBy: [{field: PRIORITY, direction: DESC}, {field: CREATED_AT, direction: DESC}]) { totalCount nodes { id title priority createdAt } } }"
 M1 = "mutation { createTask(input: {title: \"bench\", description: \"a task\", priority: 4}) { id title description priority completed createdAt } }"
+U1 = "mutation($id: ID!, $title: String!) { updateTask(id: $id, input: {title: $title}) { id title updatedAt } }"
+D1 = "mutation($id: ID!) { deleteTask(id: $id) }"
+# Tasks stocked for each delete run (more than a run deletes), then removed again.
+SPARES = 40_000
 Q5 = "query($after: String) { tasks(first: 20, after: $after, orderBy: [{field: CREATED_AT, direction: DESC}]) { pageInfo { endCursor } nodes { id title completed priority dueAt createdAt } } }"
 
 USER = "'u' || :u"
@@ -62,8 +74,19 @@ SELECT t.id, t.title, t.completed, t.priority, t.due_at, t.created_at, u.name, u
     "Q4": """SELECT id, title, priority, created_at FROM tasks WHERE user_id = 'heavy' AND completed = false ORDER BY priority DESC, created_at DESC, id DESC LIMIT 50;
 SELECT count(*) FROM tasks WHERE user_id = 'heavy' AND completed = false;
 """,
+    # The write twins use bench_plain_tasks: a plain insert, update and delete, with none of
+    # the change feed's machinery, which is what taskql's writes are measured against.
     "M1": f"""\\set u random(1, {USERS})
-INSERT INTO tasks (id, user_id, title, description, priority) VALUES (gen_random_uuid(), {USER}, 'bench', 'a task', 4) RETURNING id, title, description, priority, completed, created_at;
+INSERT INTO bench_plain_tasks (id, user_id, title, description, priority) VALUES (gen_random_uuid(), {USER}, 'bench', 'a task', 4) RETURNING id, title, description, priority, completed, created_at;
+""",
+    "U1": f"""\\set u random(1, {USERS})
+\\set j random(1, {TASKS_PER_USER})
+\\set r random(1, 1000000000)
+UPDATE bench_plain_tasks SET title = 'edited ' || :r WHERE id = md5('t' || :u || '-' || :j)::uuid AND user_id = {USER} RETURNING id, title, updated_at;
+""",
+    # taskql is handed the ids; the twin finds one of the user's spare tasks by index.
+    "D1": f"""\\set u random(1, {USERS})
+DELETE FROM bench_plain_tasks WHERE id = (SELECT id FROM bench_plain_tasks WHERE user_id = {USER} AND title = 'spare' LIMIT 1) AND user_id = {USER} RETURNING id;
 """,
     # The keyset step after page p (1-4) of user u: the seed gives task j of user u the time
     # base + (u * 100 + j) s and the id md5('t' || u || '-' || j), so the cursor's values are
@@ -74,7 +97,8 @@ SELECT id, title, completed, priority, due_at, created_at FROM tasks WHERE user_
 """,
 }
 
-WORKLOADS = ["Q1", "Q2", "Q3", "Q4", "M1", "Q5"]
+WORKLOADS = ["Q1", "Q2", "Q3", "Q4", "M1", "Q5", "U1", "D1"]
+WRITES = {"M1", "U1", "D1"}
 LABELS = {
     "Q1": "Q1 page of 20 newest",
     "Q2": "Q2 filtered + sorted + totalCount",
@@ -82,7 +106,18 @@ LABELS = {
     "Q4": "Q4 10k-task user, filter + sort + totalCount",
     "M1": "M1 create",
     "Q5": "Q5 pages 2-5 through after",
+    "U1": "U1 edit a title",
+    "D1": "D1 delete",
 }
+
+# The database alone (--writes): a plain insert against the statement taskql sends, which
+# advances the user's version in the same statement.
+PLAIN_INSERT = f"""\\set u random(1, {USERS})
+INSERT INTO bench_plain_tasks (id, user_id, title, description, priority, due_at, completed) VALUES (gen_random_uuid(), {USER}, 'bench', 'a task', 4, NULL, false) RETURNING id, user_id, title, description, completed, priority, due_at, completed_at, created_at, updated_at;
+"""
+FEED_INSERT = f"""\\set u random(1, {USERS})
+WITH v AS (UPDATE users SET version = version + 1 WHERE id = {USER} RETURNING version, sync_epoch) INSERT INTO tasks (id, user_id, title, description, priority, due_at, completed, version, created_version, completed_version) SELECT gen_random_uuid(), {USER}, 'bench', 'a task', 4::smallint, NULL::timestamptz, false, v.version, v.version, v.version FROM v RETURNING id, user_id, title, description, completed, priority, due_at, completed_at, created_at, updated_at, version, (SELECT sync_epoch FROM v);
+"""
 
 
 def log(message):
@@ -117,20 +152,37 @@ select id, id || '@example.com', 'User ' || id,
        sha256(convert_to(format('["%s@example.com","User %s",null]', id, id), 'UTF8'))
 from (select 'u' || i as id from generate_series(1, {USERS}) i
       union all select 'heavy') ids;
-insert into tasks (id, user_id, title, description, completed, priority, due_at, created_at, updated_at)
+-- Each task is its user's change number j, as taskql's writes would have numbered them.
+insert into tasks (id, user_id, title, description, completed, priority, due_at, created_at, updated_at,
+                   version, created_version, completed_version)
 select md5('t' || u || '-' || j)::uuid, 'u' || u, 'Task ' || j || ' of user ' || u,
        case when j % 3 = 0 then 'Some notes about task ' || j end,
        j % 4 = 0, 1 + (j * 7 + u) % 5,
        case when j % 5 <> 0 then timestamptz '2026-01-01 00:00:00+00' + ((u * 31 + j * 17) % 400) * interval '1 day' end,
        timestamptz '2025-01-01 00:00:00+00' + (u * 100 + j) * interval '1 second',
-       timestamptz '2025-01-01 00:00:00+00' + (u * 100 + j) * interval '1 second'
+       timestamptz '2025-01-01 00:00:00+00' + (u * 100 + j) * interval '1 second',
+       j, j, j
 from generate_series(1, {USERS}) u, generate_series(1, {TASKS_PER_USER}) j;
-insert into tasks (id, user_id, title, description, completed, priority, due_at, created_at, updated_at)
+insert into tasks (id, user_id, title, description, completed, priority, due_at, created_at, updated_at,
+                   version, created_version, completed_version)
 select md5('heavy-' || j)::uuid, 'heavy', 'Heavy task ' || j, null, j % 3 = 0, 1 + (j * 7) % 5,
        case when j % 5 <> 0 then timestamptz '2026-01-01 00:00:00+00' + (j % 400) * interval '1 day' end,
        timestamptz '2024-01-01 00:00:00+00' + j * interval '1 second',
-       timestamptz '2024-01-01 00:00:00+00' + j * interval '1 second'
+       timestamptz '2024-01-01 00:00:00+00' + j * interval '1 second',
+       j, j, j
 from generate_series(1, {HEAVY_TASKS}) j;
+update users set version = case when id = 'heavy' then {HEAVY_TASKS} else {TASKS_PER_USER} end;
+-- The tasks table without the change feed: the same columns, constraints, indexes and the
+-- triggers it had before (completion time, update time), none of the feed's.
+create table bench_plain_tasks (like tasks including defaults including constraints including indexes);
+alter table bench_plain_tasks drop column version, drop column created_version, drop column completed_version;
+alter table bench_plain_tasks add constraint bench_plain_tasks_user_id_fkey foreign key (user_id) references users (id) on delete cascade;
+create trigger set_completed_at before insert or update of completed, completed_at on bench_plain_tasks
+    for each row execute function set_completed_at();
+create trigger set_updated_at before update on bench_plain_tasks
+    for each row execute function set_updated_at('search');
+insert into bench_plain_tasks (id, user_id, title, description, completed, priority, due_at, completed_at, created_at, updated_at)
+select id, user_id, title, description, completed, priority, due_at, completed_at, created_at, updated_at from tasks;
 create table bench_meta (key text primary key, value text);
 insert into bench_meta values ('seed', '{SEED_VERSION}');
 """, quiet=False)
@@ -176,9 +228,10 @@ def post(url, tok, query, variables=None):
     return result["data"]
 
 
-def wrk_script(workdir, name, lines, sequential=False):
+def wrk_script(workdir, name, lines, sequential=False, once=False):
     """A wrk script sending, per request, a random line's token and body (or each line in
-    turn, when `sequential`)."""
+    turn, when `sequential`; with `once`, wrk's threads take alternate lines, so no line is
+    sent twice while there are lines left)."""
     data = os.path.join(workdir, f"{name}.requests")
     with open(data, "w") as f:
         for tok, body in lines:
@@ -186,6 +239,11 @@ def wrk_script(workdir, name, lines, sequential=False):
     script = os.path.join(workdir, f"{name}.lua")
     with open(script, "w") as f:
         f.write(f"""
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
 local lines = {{}}
 for line in io.lines("{data}") do
   local tab = string.find(line, "\\t", 1, true)
@@ -193,13 +251,21 @@ for line in io.lines("{data}") do
 end
 local n = 0
 local sequential = {"true" if sequential else "false"}
-local start = math.random(#lines)
+local once = {"true" if once else "false"}
 math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16))
-start = math.random(#lines)
+local start = math.random(#lines)
 request = function()
   n = n + 1
-  -- Sequential (warm-up): every line in turn from a random start; otherwise a random line.
-  local pick = sequential and lines[(start + n) % #lines + 1] or lines[math.random(#lines)]
+  local pick
+  if once then
+    -- Thread i takes lines i, i + 2, i + 4, ... (wrk runs two threads here).
+    pick = lines[((id or 0) + 2 * (n - 1)) % #lines + 1]
+  elseif sequential then
+    -- Sequential (warm-up): every line in turn from a random start.
+    pick = lines[(start + n) % #lines + 1]
+  else
+    pick = lines[math.random(#lines)]
+  end
   return wrk.format("POST", nil, {{
     ["content-type"] = "application/json",
     ["authorization"] = "Bearer " .. pick[1],
@@ -224,8 +290,64 @@ def requests_for(name, url, tokens):
                 after = data["tasks"]["pageInfo"]["endCursor"]
                 lines.append((tok, body(Q5, {"after": after})))
         return lines
+    if name == "U1":
+        rng = random.Random(1)
+        lines = []
+        for _ in range(50_000):
+            u = rng.randint(1, USERS)
+            j = rng.randint(1, TASKS_PER_USER)
+            task = hashlib.md5(f"t{u}-{j}".encode()).hexdigest()
+            task = f"{task[:8]}-{task[8:12]}-{task[12:16]}-{task[16:20]}-{task[20:]}"
+            lines.append((tokens[u - 1], body(U1, {"id": task, "title": f"edited {rng.randrange(10**9)}"})))
+        return lines
+    if name == "D1":
+        # Made before each run (see stock_spares); one line now so the query can be checked.
+        return []
     query = {"Q1": Q1, "Q2": Q2, "Q3": Q3, "M1": M1}[name]
     return [(tok, body(query)) for tok in tokens]
+
+
+def stock_spares(table):
+    """Puts SPARES tasks titled 'spare' into `table`, spread over the users (in `tasks` with
+    versions as taskql would give them), and returns (user, id) of each."""
+    if table == "tasks":
+        psql(f"""
+with s as (select 'u' || (1 + i % {USERS}) as user_id, gen_random_uuid() as id, i from generate_series(1, {SPARES}) i),
+n as (select s.*, row_number() over (partition by user_id order by i) as rn from s),
+bumped as (update users u set version = u.version + c.k
+           from (select user_id, count(*) as k from n group by user_id) c
+           where u.id = c.user_id returning u.id, u.version - c.k as base)
+insert into tasks (id, user_id, title, priority, created_at, version, created_version, completed_version)
+select n.id, n.user_id, 'spare', 1, timestamptz '2020-01-01 00:00:00+00', b.base + n.rn, b.base + n.rn, b.base + n.rn
+from n join bumped b on b.id = n.user_id""")
+        rows = psql("select user_id || ' ' || id from tasks where title = 'spare'")
+        return [tuple(line.split()) for line in rows.splitlines()]
+    psql(f"""
+insert into bench_plain_tasks (id, user_id, title, priority, created_at)
+select gen_random_uuid(), 'u' || (1 + i % {USERS}), 'spare', 1, timestamptz '2020-01-01 00:00:00+00'
+from generate_series(1, {SPARES}) i""")
+    return []
+
+
+def clear_spares():
+    """Removes what a delete run left of the spares (as taskql would, leaving tombstones)."""
+    psql("""
+with own as (select set_config('taskql.writer', 'on', true)),
+gone as (delete from tasks t using own where t.title = 'spare' returning t.user_id, t.id),
+n as (select user_id, id, row_number() over (partition by user_id order by id) as rn from gone),
+bumped as (update users u set version = u.version + c.k
+           from (select user_id, count(*) as k from gone group by user_id) c
+           where u.id = c.user_id returning u.id, u.version - c.k as base)
+insert into task_tombstones (user_id, version, task_id)
+select n.user_id, b.base + n.rn, n.id from n join bumped b on b.id = n.user_id""")
+    psql("delete from bench_plain_tasks where title = 'spare'")
+
+
+def delete_script(workdir, spares, tokens_by_user):
+    lines = [(tokens_by_user[user], json.dumps({"query": D1, "variables": {"id": task}}))
+             for user, task in spares]
+    random.Random(2).shuffle(lines)
+    return wrk_script(workdir, "D1", lines, once=True)
 
 
 def parse_wrk(output):
@@ -287,10 +409,10 @@ def run_wrk(script, url, seconds, clients):
     return parse_wrk(output)
 
 
-def run_pgbench(name, workdir, seconds, clients):
+def run_pgbench(name, workdir, seconds, clients, sql=None):
     script = os.path.join(workdir, f"{name}.sql")
     with open(script, "w") as f:
-        f.write(SQL[name])
+        f.write(sql or SQL[name])
     prefix = os.path.join(workdir, f"pgbench-{name}")
     for old in os.listdir(workdir):
         if old.startswith(f"pgbench-{name}"):
@@ -358,10 +480,18 @@ def main():
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--only", default=",".join(WORKLOADS))
     parser.add_argument("--binary", required=True)
+    parser.add_argument("--writes", action="store_true",
+                        help="also measure the database's own insert rate, plain and with the feed")
+    parser.add_argument("--writes-only", action="store_true")
     args = parser.parse_args()
     workloads = [w for w in WORKLOADS if w in args.only.split(",")]
 
     seed(args.binary)
+    log("vacuum analyze (statistics as fresh as a production database's)")
+    psql("vacuum analyze")
+    if args.writes_only:
+        database_writes(args)
+        return
     workdir = tempfile.mkdtemp(prefix="taskql-bench-")
     server, url = start_server(args.binary, workdir)
     try:
@@ -372,23 +502,36 @@ def main():
         run_wrk(warm, url, 8, args.clients)
         scripts = {}
         all_lines = {}
+        tokens_by_user = {f"u{i}": tok for i, tok in enumerate(tokens, start=1)}
         for name in workloads:
             lines = requests_for(name, url, tokens)
+            if name == "D1":
+                clear_spares()
+                spares = stock_spares("tasks")
+                user, task = spares.pop()
+                lines = [(tokens_by_user[user], json.dumps({"query": D1, "variables": {"id": task}}))]
             all_lines[name] = lines
             # Each workload's query is checked once by hand before it is timed.
             tok, body = lines[0]
             request = json.loads(body)
             post(url, tok, request["query"], request.get("variables"))
-            scripts[name] = wrk_script(workdir, name, lines)
+            if name != "D1":
+                scripts[name] = wrk_script(workdir, name, lines)
 
         results = {name: {"taskql": [], "raw": []} for name in workloads}
         for rep in range(args.reps):
             for name in workloads:
+                if name == "D1":
+                    clear_spares()
+                    scripts[name] = delete_script(workdir, stock_spares("tasks"), tokens_by_user)
+                    stock_spares("bench_plain_tasks")
                 log(f"rep {rep + 1}/{args.reps} {name}: taskql, then pgbench")
                 results[name]["taskql"].append(measured(
                     lambda: run_wrk(scripts[name], url, args.seconds, args.clients), [server.pid]))
                 results[name]["raw"].append(measured(
                     lambda: run_pgbench(name, workdir, args.seconds, args.clients), []))
+                if name == "D1":
+                    clear_spares()
 
         log("constant rate: Q1 at 500 req/s for 10 s")
         rate = subprocess.run(["node", os.path.join(ROOT, "benches", "constant_rate.mjs"), url,
@@ -402,7 +545,13 @@ def main():
         server.terminate()
         server.wait()
     log("counting statements per request")
+    if "D1" in all_lines:
+        clear_spares()
+        spares = stock_spares("tasks")
+        all_lines["D1"] = [(tokens_by_user[user], json.dumps({"query": D1, "variables": {"id": task}}))
+                           for user, task in spares[:200]]
     statements = statements_per_request(args.binary, workdir, all_lines)
+    clear_spares()
     raw_statements = {name: sum(1 for line in SQL[name].splitlines() if line and not line.startswith("\\"))
                       for name in workloads}
 
@@ -434,6 +583,29 @@ def main():
     with open(os.path.join(ROOT, "target", "bench-results.json"), "w") as f:
         json.dump({"results": summary, "statements": statements, "peak_rss_mib": peak_rss,
                    "constant_rate": constant}, f, indent=1)
+    if args.writes:
+        database_writes(args)
+
+
+def database_writes(args):
+    """The database's own insert rate, plain against with the change feed, by concurrency."""
+    workdir = tempfile.mkdtemp(prefix="taskql-bench-writes-")
+    levels = [1, 2, 4, 8, 16, 32, 64]
+    runs = {(kind, c): [] for kind in ("plain", "feed") for c in levels}
+    for rep in range(args.reps):
+        for clients in levels:
+            for kind, sql in (("plain", PLAIN_INSERT), ("feed", FEED_INSERT)):
+                log(f"writes rep {rep + 1}/{args.reps}: {kind} insert, {clients} clients")
+                runs[(kind, clients)].append(
+                    run_pgbench(f"W-{kind}", workdir, args.seconds, clients, sql=sql)["rps"])
+    print(f"\nThe database alone: inserts/s by pgbench -M prepared, {args.reps} interleaved repetitions of "
+          f"{args.seconds} s, medians\n")
+    print("| clients | plain insert /s | with the change feed /s | feed ÷ plain |")
+    print("|---|---|---|---|")
+    for clients in levels:
+        plain = statistics.median(runs[("plain", clients)])
+        feed = statistics.median(runs[("feed", clients)])
+        print(f"| {clients} | {plain:,.0f} | {feed:,.0f} | **{feed / plain:.2f}** |")
 
 
 if __name__ == "__main__":

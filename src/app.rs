@@ -29,7 +29,14 @@ pub struct App {
     /// Cancelled at shutdown: WebSocket connections close, the change listener stops.
     shutdown: tokio_util::sync::CancellationToken,
     sockets: Sockets,
-    changes: tokio::task::JoinHandle<()>,
+    /// The change feed's background tasks: the listener and the tombstone purge.
+    changes: Vec<tokio::task::JoinHandle<()>>,
+    /// The announcer, stopped last: requests still finishing at shutdown commit writes that
+    /// other instances must hear of.
+    announcer: (
+        tokio::task::JoinHandle<()>,
+        tokio_util::sync::CancellationToken,
+    ),
     /// How long open WebSocket connections get to finish their in-flight operations.
     drain: std::time::Duration,
     /// `METRICS_ADDR`'s listener, when `/metrics` is served apart.
@@ -74,13 +81,26 @@ impl App {
             config.subscriptions.event_buffer,
         );
         let shutdown = tokio_util::sync::CancellationToken::new();
-        // Listening starts before the port opens, so no subscription can miss a change
-        // committed after it was acknowledged.
-        let changes = tokio::spawn(live::listener::run(
-            config.database.listen_options.clone(),
-            Arc::clone(&hub),
-            shutdown.clone(),
-        ));
+        // Listening starts before the port opens, so no announcement of a commit made after
+        // a subscription was acknowledged can be missed (a missed one would only be late).
+        let changes = vec![
+            tokio::spawn(live::listener::run(
+                config.database.listen_options.clone(),
+                Arc::clone(&hub),
+                config.subscriptions.sync_poll,
+                shutdown.clone(),
+            )),
+            tokio::spawn(live::retention::run(
+                pool.clone(),
+                config.subscriptions.sync_retention,
+                shutdown.clone(),
+            )),
+        ];
+        let stop_announcing = tokio_util::sync::CancellationToken::new();
+        let announcer = (
+            tokio::spawn(Arc::clone(&hub).announce(stop_announcing.clone())),
+            stop_announcing,
+        );
         let schema = graphql::build_schema(pool.clone(), cursor_keys, hub, &config.graphql);
         let executor = Arc::new(Executor::new(
             schema,
@@ -123,6 +143,7 @@ impl App {
             shutdown,
             sockets,
             changes,
+            announcer,
             drain,
             metrics_listener,
         })
@@ -186,7 +207,12 @@ impl App {
                 "WebSocket connections still open after the drain period; dropping them"
             );
         }
-        let _ = self.changes.await;
+        for task in self.changes {
+            let _ = task.await;
+        }
+        let (announcer, stop_announcing) = self.announcer;
+        stop_announcing.cancel();
+        let _ = announcer.await;
         if let Some(server) = metrics_server {
             let _ = server.await;
         }

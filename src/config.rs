@@ -136,6 +136,13 @@ pub struct SubscriptionConfig {
     /// `WS_EVENT_BUFFER`: events queued for one subscription before its connection counts as
     /// too slow and is closed.
     pub event_buffer: usize,
+    /// `SYNC_RETENTION`: how long deleted tasks' tombstones are kept; a client whose version
+    /// is older than a purged tombstone is told to resync.
+    pub sync_retention: Duration,
+    /// `SYNC_POLL`: how often each instance compares its subscribed users' versions with the
+    /// database, healing lost announcements and picking up writes made outside taskql; 0
+    /// turns the check off.
+    pub sync_poll: Duration,
 }
 
 /// Limits and switches of the GraphQL layer (see the README section "GraphQL over HTTP").
@@ -425,8 +432,10 @@ impl Config {
                 1024..=64 * 1024 * 1024,
             )?,
             init_timeout: env.duration("WS_INIT_TIMEOUT", Duration::from_secs(10))?,
-            keepalive: env.duration("WS_KEEPALIVE", Duration::from_secs(15))?,
+            keepalive: env.duration_or_off("WS_KEEPALIVE", Duration::from_secs(15))?,
             event_buffer: env.number("WS_EVENT_BUFFER", 256, 1..=1_000_000)?,
+            sync_retention: env.duration("SYNC_RETENTION", Duration::from_secs(30 * 86_400))?,
+            sync_poll: env.duration_or_off("SYNC_POLL", Duration::from_secs(5))?,
         };
 
         let auth = parse_auth(&env, host)?;
@@ -676,22 +685,29 @@ fn parse_secrets(raw: &str) -> Result<Vec<Secret>, String> {
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (digits, unit) = raw.split_at(split);
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| "expected a duration such as 10s, 500ms or 2m".to_owned())?;
-    let duration = match unit.trim() {
-        "" | "s" => Duration::from_secs(amount),
-        "ms" => Duration::from_millis(amount),
-        "m" => Duration::from_secs(amount.saturating_mul(60)),
-        _ => return Err("expected a duration such as 10s, 500ms or 2m".to_owned()),
-    };
+    let duration = parse_duration_or_zero(raw)?;
     if duration.is_zero() {
         return Err("must be greater than zero".to_owned());
     }
     Ok(duration)
+}
+
+/// A duration where 0 means "off": `0`, `10s`, `500ms`, `2m`, `3h` or `30d`.
+pub fn parse_duration_or_zero(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let expected = || "expected a duration such as 10s, 500ms, 2m, 3h or 30d".to_owned();
+    let amount: u64 = digits.parse().map_err(|_| expected())?;
+    let seconds = |per: u64| Duration::from_secs(amount.saturating_mul(per));
+    Ok(match unit.trim() {
+        "" | "s" => seconds(1),
+        "ms" => Duration::from_millis(amount),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
+        _ => return Err(expected()),
+    })
 }
 
 /// Typed access to the variables, each failure naming its variable.
@@ -754,6 +770,15 @@ impl Env<'_> {
 
     fn duration(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
         self.parsed(var, default, parse_duration)
+    }
+
+    /// A duration that may be 0, meaning "off".
+    fn duration_or_off(
+        &self,
+        var: &'static str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        self.parsed(var, default, parse_duration_or_zero)
     }
 
     fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -948,7 +973,11 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("0").is_err());
+        assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("1w").is_err());
     }
 
     #[test]

@@ -117,6 +117,15 @@ impl From<sqlx::Error> for AppError {
                     return Self::invalid("input", crate::domain::text::NUL_MESSAGE);
                 }
                 Some(code) if unavailable_code(code) => return Self::unavailable(&err),
+                // A deadlock or serialization failure: nothing was written, and the same
+                // request sent again succeeds. taskql's own writers lock in one order (the
+                // user's row first); a session writing tasks by hand may not.
+                Some("40P01" | "40001") => {
+                    return Self::Unavailable {
+                        cause: err.to_string(),
+                        connection_lost: false,
+                    };
+                }
                 _ => {}
             }
         }
@@ -165,7 +174,9 @@ fn constraint_error(name: &str) -> Option<AppError> {
             "The image URL is longer than 2048 characters.",
         ),
         // The caller's user row went away under the request: a `deleteMe` ran concurrently.
-        "tasks_user_id_fkey" | "task_idempotency_keys_user_id_fkey" => AppError::UserGone,
+        "tasks_user_id_fkey"
+        | "task_idempotency_keys_user_id_fkey"
+        | "task_tombstones_user_id_fkey" => AppError::UserGone,
         // The task a retried create points at was deleted while the retry ran.
         "task_idempotency_keys_task_id_fkey" | "task_idempotency_keys_pkey" => AppError::Conflict(
             "A concurrent request changed this idempotency key; send the create again.".into(),

@@ -1,9 +1,10 @@
 //! Logical backups of taskql's data (`taskql backup`) and their restore into a fresh database
 //! (`taskql restore`), each checked end to end.
 //!
-//! A backup is every row of `users`, `tasks` and `task_idempotency_keys`, read with `COPY` in
-//! one `REPEATABLE READ READ ONLY` transaction, so the tables are one consistent snapshot
-//! (a task never without its user) while writers carry on. The file is text:
+//! A backup is every row of `users`, `tasks`, `task_idempotency_keys` and `task_tombstones`
+//! (the change feed's deletions), read with `COPY` in one `REPEATABLE READ READ ONLY`
+//! transaction, so the tables are one consistent snapshot (a task never without its user)
+//! while writers carry on. The file is text:
 //!
 //! ```text
 //! taskql-backup 1 {"schema_version":6,"taken_at":"…","taskql":"0.1.0"}
@@ -21,7 +22,8 @@
 //! tables' own triggers off (the timestamps must stay as they were, and a restore is no
 //! change to announce), reads each table back with the same COPY and refuses to commit
 //! unless every count and digest matches; then it applies the newer migrations, if any. A
-//! truncated or edited file is refused, and nothing is half-written.
+//! truncated or edited file is refused, and nothing is half-written. A restore gives every
+//! user a new change feed epoch, so clients that followed the database before resync.
 
 use std::path::Path;
 
@@ -34,12 +36,24 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader}
 use super::MIGRATOR;
 
 /// The tables, parents first (the order restores satisfy the foreign keys in), each with the
-/// primary key its rows are read in.
-const TABLES: [(&str, &str); 3] = [
-    ("users", "id"),
-    ("tasks", "id"),
-    ("task_idempotency_keys", "user_id, idempotency_key"),
+/// primary key its rows are read in and the schema version it appeared in.
+const TABLES: [(&str, &str, i64); 4] = [
+    ("users", "id", 0),
+    ("tasks", "id", 0),
+    ("task_idempotency_keys", "user_id, idempotency_key", 0),
+    ("task_tombstones", "user_id, version", 7),
 ];
+
+/// The schema version from which users carry a change feed epoch (`sync_epoch`).
+const EPOCHS_SINCE: i64 = 7;
+
+/// The tables a backup of `schema_version` holds, with their keys.
+fn tables(schema_version: i64) -> impl Iterator<Item = (&'static str, &'static str)> {
+    TABLES
+        .into_iter()
+        .filter(move |(_, _, since)| *since <= schema_version)
+        .map(|(table, key, _)| (table, key))
+}
 
 const MAGIC: &str = "taskql-backup";
 const FORMAT: u32 = 1;
@@ -178,7 +192,7 @@ pub async fn backup(
     out.write_all(format!("{MAGIC} {FORMAT} {}\n", serde_json::to_string(&header)?).as_bytes())
         .await?;
     let mut tables = Vec::new();
-    for (table, key) in TABLES {
+    for (table, key) in self::tables(schema_version) {
         let columns = columns(&mut conn, table).await?;
         out.write_all(format!("table {table} {}\n", columns.join(",")).as_bytes())
             .await?;
@@ -247,7 +261,7 @@ pub async fn restore(options: &PgConnectOptions, path: &Path) -> anyhow::Result<
         .run_to(header.schema_version, &mut conn)
         .await
         .context("could not migrate the target database to the backup's schema version")?;
-    for (table, _) in TABLES {
+    for (table, _) in tables(header.schema_version) {
         let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "select exists (select from {table})"
         )))
@@ -261,7 +275,7 @@ pub async fn restore(options: &PgConnectOptions, path: &Path) -> anyhow::Result<
 
     let mut tx = conn.begin().await?;
     let mut tables = Vec::new();
-    for (table, key) in TABLES {
+    for (table, key) in self::tables(header.schema_version) {
         let line = next().await?;
         let columns = line
             .strip_prefix(&format!("table {table} "))
@@ -332,6 +346,16 @@ pub async fn restore(options: &PgConnectOptions, path: &Path) -> anyhow::Result<
         next().await? == format!("{MAGIC} end"),
         "the backup does not end where it should"
     );
+    // A restored database is a different history from the one clients followed: whatever
+    // happened after the backup is gone from it, and the same version numbers will be given
+    // to other changes. New epochs make every client's version read as "resync" rather than
+    // as a position in this history. (Before this schema version, the migration that adds
+    // epochs draws them.)
+    if header.schema_version >= EPOCHS_SINCE {
+        sqlx::raw_sql("update users set sync_epoch = (random() * 4611686018427387903)::bigint")
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     // Brought up to this taskql's schema, as `serve` would.
     MIGRATOR

@@ -3,8 +3,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 
+use uuid::Uuid;
+
 use crate::{
     auth::{Identity, UserId},
+    db::changes::Stamp,
     error::{AppError, Result},
 };
 
@@ -146,11 +149,51 @@ pub async fn update_profile(
     .ok_or(AppError::UserGone)
 }
 
-/// Deletes the caller and, by cascade, all their tasks. Their next request with a valid token
-/// starts afresh (the sign-in provider still knows them).
-pub async fn delete(executor: impl PgExecutor<'_>, user: &UserId) -> Result<bool> {
-    let deleted = sqlx::query!("delete from users where id = $1", user.as_str())
-        .execute(executor)
-        .await?;
-    Ok(deleted.rows_affected() == 1)
+/// What a user's deletion removed: where their change feed ended, and their tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub stamp: Stamp,
+    /// How many tasks went with the user.
+    pub tasks: i64,
+    /// The ids of those tasks when there were at most [`DELETED_IDS`] of them (subscribers
+    /// are told of each); `None` for more (they are told to resync).
+    pub ids: Option<Vec<Uuid>>,
+}
+
+/// The most task ids a user's deletion reports one by one.
+pub const DELETED_IDS: i64 = 100;
+
+/// Deletes the caller with all their tasks, tombstones and keys. Their next request with a
+/// valid token starts afresh (the sign-in provider still knows them) under a new epoch.
+/// `None` when there was no row.
+pub async fn delete(executor: impl PgExecutor<'_>, user: &UserId) -> Result<Option<Deleted>> {
+    // The tasks are deleted by the statement itself rather than by the cascade, so that it
+    // can say which went; no tombstone is written (the user's go with the user).
+    let deleted = sqlx::query!(
+        r#"
+        with own as (
+            select set_config('taskql.writer', 'on', true)
+        ), gone as (
+            delete from tasks t using own where t.user_id = $1 returning t.id
+        ), u as (
+            delete from users where id = $1 returning sync_epoch, version
+        )
+        select u.sync_epoch, u.version,
+               (select count(*) from gone) as "tasks!",
+               array(select id from gone limit $2) as "ids!"
+        from u
+        "#,
+        user.as_str(),
+        DELETED_IDS + 1
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(deleted.map(|row| Deleted {
+        stamp: Stamp {
+            epoch: row.sync_epoch,
+            version: row.version,
+        },
+        tasks: row.tasks,
+        ids: (row.tasks <= DELETED_IDS).then_some(row.ids),
+    }))
 }

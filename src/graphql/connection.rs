@@ -6,12 +6,13 @@ use async_graphql::{Context, Object, SimpleObject};
 
 use super::{
     cursor::{CursorKeys, Scope},
+    subscription::hub,
     task::Task,
     viewer::Viewer,
 };
 use crate::{
     auth::UserId,
-    db,
+    db::{self, changes::Stamp},
     domain::query::{DEFAULT_PAGE_SIZE, Direction, Filter, MAX_PAGE_SIZE, Order, PageRequest},
     error::{AppError, Result},
 };
@@ -141,6 +142,8 @@ pub struct TaskConnection {
     args: ListArgs,
     /// Absent when the client asked only for `totalCount`: the page was not read.
     page: Option<Page>,
+    /// The caller's feed version, read before the page; absent when not asked for.
+    version: Option<Stamp>,
 }
 
 struct Page {
@@ -158,12 +161,24 @@ impl TaskConnection {
         args: ListArgs,
         wanted: Wanted,
     ) -> Result<Self> {
+        // Read before the page: every change at or below it is in the page's snapshot too,
+        // so a client following changes from it misses none (and may see one it has again).
+        let version = if wanted.version {
+            Some(hub(ctx)?.current(&user).await?)
+        } else {
+            None
+        };
         let page = if wanted.rows {
             Some(read_page(ctx, &user, &args, wanted).await?)
         } else {
             None
         };
-        Ok(Self { user, args, page })
+        Ok(Self {
+            user,
+            args,
+            page,
+            version,
+        })
     }
 
     fn cursor(&self, keys: &CursorKeys, row: &db::tasks::Task) -> String {
@@ -179,6 +194,8 @@ impl TaskConnection {
 /// What of a page the client selected, so that nothing unasked is read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Wanted {
+    /// `version`: the caller's feed version, read before the page.
+    pub version: bool,
     /// `edges`, `nodes` or `pageInfo`: the page itself.
     pub rows: bool,
     /// Some row's `owner`: the caller's row, read with the page.
@@ -290,6 +307,19 @@ impl TaskConnection {
             start_cursor: page.rows.first().map(|row| self.cursor(keys, row)),
             end_cursor: page.rows.last().map(|row| self.cursor(keys, row)),
         }
+    }
+
+    /// The signed-in user's change version as of this page: every change it includes is
+    /// reflected in the page. Subscribe to `taskChanged(since: version)` (or poll
+    /// `taskChanges(since: version)`) after loading the page, and no change made after the
+    /// page was read is missed, whatever happened in between (a change already in the page
+    /// may be delivered again; applying it twice does no harm).
+    async fn version(&self, ctx: &Context<'_>) -> Result<String> {
+        let stamp = match self.version {
+            Some(stamp) => stamp,
+            None => hub(ctx)?.current(&self.user).await?,
+        };
+        Ok(crate::live::version::encode(&self.user, stamp))
     }
 
     /// How many tasks match the filter in all (every page together). Counted only when asked.

@@ -10,6 +10,7 @@
 //! | `Query.task`, `taskStats`                     | 1                                      |
 //! | a `TaskConnection` with `edges`/`nodes`/`pageInfo` | 1 (the page), +1 with `after`/`before` (the probe) |
 //! | `TaskConnection.totalCount`                  | 1                                      |
+//! | `TaskConnection.version`, `Query.taskChanges` | 1                                     |
 //! | each mutation                                | [`MUTATION_STATEMENTS`]                |
 //! | `me`, `owner`, scalars                       | 0 (the caller's row is read once per request) |
 //!
@@ -189,7 +190,7 @@ impl<'a> Walk<'a> {
         }
         let below = self.set(ty, children)?;
         let cost = match (parent, name) {
-            (CONNECTION, "totalCount") => Cost::statements(1),
+            (CONNECTION, "totalCount" | "version") => Cost::statements(1),
             (CONNECTION, "pageInfo") => Cost {
                 reads_page: true,
                 ..below
@@ -201,7 +202,7 @@ impl<'a> Walk<'a> {
                 reads_page: true,
             },
             (shape::MUTATION, _) => below.add(Cost::statements(MUTATION_STATEMENTS)),
-            (shape::QUERY, "task") => below.add(Cost::statements(1)),
+            (shape::QUERY, "task" | "taskChanges") => below.add(Cost::statements(1)),
             _ if ty == "TaskStats" => below.add(Cost::statements(1)),
             _ => below,
         };
@@ -254,6 +255,11 @@ mod tests {
         assert_eq!(statements("{ tasks { nodes { id } } }"), 1);
         assert_eq!(statements("{ tasks { totalCount } }"), 1);
         assert_eq!(statements("{ tasks { totalCount nodes { id } } }"), 2);
+        assert_eq!(statements("{ tasks { version nodes { id } } }"), 2);
+        assert_eq!(
+            statements("{ taskChanges(since: \"v\") { version changes { task { id } } } }"),
+            1
+        );
         assert_eq!(
             statements("{ tasks(after: \"x\") { pageInfo { hasPreviousPage } } }"),
             2

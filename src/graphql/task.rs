@@ -11,12 +11,13 @@ use super::{
     cursor::CursorKeys,
     inputs::{CreateTaskInput, TaskFilter, TaskOrder, UpdateTaskInput, parse_order, parse_task_id},
     scalars::DateTime,
+    subscription::{TaskChangedEvent, TaskChanges, hub, parse_version},
     user::User,
     viewer::Viewer,
 };
 use crate::{
     auth::UserId,
-    db,
+    db::{self, changes::Stamp},
     domain::{
         query::{DEFAULT_PAGE_SIZE, Filter, MAX_PAGE_SIZE},
         task::NewTask,
@@ -26,6 +27,8 @@ use crate::{
 
 /// The most ids a bulk mutation takes.
 const MAX_BULK_IDS: usize = 100;
+/// The most changes one `taskChanges` page holds.
+pub const MAX_CHANGES_PAGE: i32 = 1000;
 
 /// A task of the signed-in user.
 #[derive(Debug, Clone)]
@@ -169,6 +172,7 @@ pub async fn list(
     let look = ctx.look_ahead();
     let page_info = look.field("pageInfo");
     let wanted = Wanted {
+        version: look.field("version").exists(),
         rows: look.field("edges").exists() || look.field("nodes").exists() || page_info.exists(),
         owners: look.field("nodes").field("owner").exists()
             || look.field("edges").field("node").field("owner").exists(),
@@ -236,6 +240,56 @@ impl TaskQuery {
     ) -> Result<TaskStats> {
         stats(ctx, filter).await
     }
+
+    /// What changed in the signed-in user's tasks after a version, deletions included, in
+    /// the order the changes were committed: each task at most once per page, as it now is
+    /// (or only its id, when deleted). Start from the `version` of a `tasks` page or of an
+    /// event; continue from the answer's `version` while `hasMore`. A version older than the
+    /// deletions the server keeps (`SYNC_RETENTION`, 30 days by default), or from before the
+    /// account was deleted, is answered with a single RESYNC: refetch, then continue from its
+    /// `version`.
+    #[graphql(complexity = "usize::try_from(first).unwrap_or(1).max(1) * child_complexity")]
+    async fn task_changes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The version to read changes after.")] since: String,
+        #[graphql(desc = "At most this many changes (1 to 1000).", default = 100)] first: i32,
+    ) -> Result<TaskChanges> {
+        if !(1..=MAX_CHANGES_PAGE).contains(&first) {
+            return Err(AppError::invalid(
+                "first",
+                format!("first must be from 1 to {MAX_CHANGES_PAGE}, not {first}."),
+            ));
+        }
+        let viewer = Viewer::of(ctx)?;
+        let user = viewer.ensure_user().await?.clone();
+        let since = parse_version(&user, &since, "since")?;
+        let hub = hub(ctx)?;
+        let delta = viewer
+            .as_user(|user| hub.changes(user, since, i64::from(first)))
+            .await?;
+        Ok(TaskChanges {
+            version: crate::live::version::encode(&user, delta.stamp),
+            has_more: delta.has_more,
+            changes: delta
+                .events
+                .into_iter()
+                .map(|event| TaskChangedEvent {
+                    event,
+                    user: user.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Tells this instance's subscribers, and through the database every other instance's, that
+/// the caller's feed advanced to `stamp` (a write committed).
+fn announce(ctx: &Context<'_>, user: &UserId, stamp: Option<Stamp>) -> Result<()> {
+    if let Some(stamp) = stamp {
+        hub(ctx)?.committed(user, stamp);
+    }
+    Ok(())
 }
 
 /// SHA-256 of a create input, to tell a retry (same input) from a reused key.
@@ -296,10 +350,11 @@ impl TaskMutation {
         let digest = digest(&task);
         let idempotency = key.as_deref().map(|key| (key, digest.as_slice()));
         let pool = Viewer::pool(ctx);
-        let created = viewer
+        let (created, stamp) = viewer
             .as_user(|user| db::tasks::create(pool, user, &task, idempotency))
             .await?;
         viewer.tasks_changed();
+        announce(ctx, viewer.ensure_user().await?, stamp)?;
         Ok(Task(created))
     }
 
@@ -315,8 +370,10 @@ impl TaskMutation {
         let (patch, expected) = input.parse()?;
         let viewer = Viewer::of(ctx)?;
         let user = viewer.ensure_user().await?;
-        let updated = db::tasks::update(Viewer::pool(ctx), user, id, &patch, expected).await?;
+        let (updated, stamp) =
+            db::tasks::update(Viewer::pool(ctx), user, id, &patch, expected).await?;
         viewer.tasks_changed();
+        announce(ctx, user, stamp)?;
         Ok(Task(updated))
     }
 
@@ -329,11 +386,13 @@ impl TaskMutation {
         let task_id = parse_task_id(&id, "id")?;
         let viewer = Viewer::of(ctx)?;
         let user = viewer.ensure_user().await?;
-        if db::tasks::delete(Viewer::pool(ctx), user, task_id).await? {
-            viewer.tasks_changed();
-            Ok(ID(task_id.to_string()))
-        } else {
-            Err(AppError::not_found("task"))
+        match db::tasks::delete(Viewer::pool(ctx), user, task_id).await? {
+            Some(stamp) => {
+                viewer.tasks_changed();
+                announce(ctx, user, Some(stamp))?;
+                Ok(ID(task_id.to_string()))
+            }
+            None => Err(AppError::not_found("task")),
         }
     }
 
@@ -350,8 +409,10 @@ impl TaskMutation {
         let ids = parse_ids(&ids)?;
         let viewer = Viewer::of(ctx)?;
         let user = viewer.ensure_user().await?;
-        let tasks = db::tasks::set_completed(Viewer::pool(ctx), user, &ids, completed).await?;
+        let (tasks, stamp) =
+            db::tasks::set_completed(Viewer::pool(ctx), user, &ids, completed).await?;
         viewer.tasks_changed();
+        announce(ctx, user, stamp)?;
         Ok(tasks.into_iter().map(Task).collect())
     }
 
@@ -365,8 +426,9 @@ impl TaskMutation {
         let ids = parse_ids(&ids)?;
         let viewer = Viewer::of(ctx)?;
         let user = viewer.ensure_user().await?;
-        let deleted = db::tasks::delete_many(Viewer::pool(ctx), user, &ids).await?;
+        let (deleted, stamp) = db::tasks::delete_many(Viewer::pool(ctx), user, &ids).await?;
         viewer.tasks_changed();
+        announce(ctx, user, stamp)?;
         Ok(deleted.into_iter().map(|id| ID(id.to_string())).collect())
     }
 }

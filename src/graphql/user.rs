@@ -142,7 +142,10 @@ impl UserMutation {
         let viewer = Viewer::of(ctx)?;
         let user_id = viewer.ensure_user().await?;
         let deleted = db::users::delete(Viewer::pool(ctx), user_id).await?;
+        if let Some(deleted) = &deleted {
+            super::subscription::hub(ctx)?.user_deleted(user_id, deleted);
+        }
         viewer.user_deleted().await;
-        Ok(deleted)
+        Ok(deleted.is_some())
     }
 }

@@ -1,10 +1,12 @@
-//! The one connection per instance that listens for change announcements, and what happens
-//! when it is lost.
+//! The one connection per instance that listens for announcements, and the periodic check
+//! that makes up for the ones it never hears.
 //!
-//! Notifications sent while no connection listens are gone for good, so a lost connection
-//! means events may have been missed. The loop reconnects (backing off while PostgreSQL is
-//! down) and, once listening again, tells every subscriber to resync: a client then reads
-//! afresh instead of trusting a view with holes in it.
+//! Notifications sent while no connection listens are gone for good. Nothing is lost with
+//! them: the feeds read by version, so once the connection is back every feed reads on from
+//! its head ([`Hub::heal_all`]) and its subscribers get exactly what they missed. The check
+//! every `SYNC_POLL` ([`Hub::check`]) compares the feeds' heads with their users' versions in
+//! the database, which heals an announcement lost with the process that was to send it and
+//! picks up writes made outside taskql.
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,8 +19,19 @@ use crate::db;
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(2);
 
-/// Listens until `shutdown`, dispatching every announcement to `hub`.
-pub async fn run(options: PgConnectOptions, hub: Arc<Hub>, shutdown: CancellationToken) {
+/// Listens until `shutdown`, handing every announcement to `hub`, and checks the feeds every
+/// `check_every` (never, if zero).
+pub async fn run(
+    options: PgConnectOptions,
+    hub: Arc<Hub>,
+    check_every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut check = (!check_every.is_zero()).then(|| {
+        let mut interval = tokio::time::interval(check_every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     let mut missed = false;
     let mut retry = FIRST_RETRY;
     loop {
@@ -41,18 +54,26 @@ pub async fn run(options: PgConnectOptions, hub: Arc<Hub>, shutdown: Cancellatio
         };
         retry = FIRST_RETRY;
         if missed {
-            tracing::info!("listening for task changes again; telling subscribers to resync");
-            hub.resync_all();
+            tracing::info!(
+                "listening for task changes again; subscribers catch up from where they were"
+            );
+            hub.heal_all();
         } else {
             tracing::debug!("listening for task changes");
         }
         loop {
             let received = tokio::select! {
                 () = shutdown.cancelled() => return,
+                () = tick(&mut check) => {
+                    if let Err(err) = hub.check().await {
+                        tracing::warn!(error = %err, "could not check the feeds' versions");
+                    }
+                    continue;
+                }
                 received = listener.try_recv() => received,
             };
             match received {
-                Ok(Some(notification)) => hub.dispatch(notification.payload()).await,
+                Ok(Some(notification)) => hub.heard(notification.payload()),
                 // `Ok(None)`: the connection was lost; an error: it failed some other way.
                 // Either way notifications may have been lost with it.
                 Ok(None) => {
@@ -67,5 +88,15 @@ pub async fn run(options: PgConnectOptions, hub: Arc<Hub>, shutdown: Cancellatio
                 }
             }
         }
+    }
+}
+
+/// The next tick of `interval`, or never.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }

@@ -26,6 +26,7 @@ mod shutdown;
 mod spec;
 mod statements;
 mod subscriptions;
+mod sync;
 mod tasks;
 mod traces;
 mod zero_setup;

@@ -506,15 +506,29 @@ async fn a_slow_consumer_is_disconnected_without_slowing_others() {
     let mut fast = Socket::open(app.addr, Some(&token)).await;
     fast.subscribe("fast", TASK_CHANGED, json!({})).await;
 
-    // 8,000 events of about 1.2 KB: about 10 MB, more than the slow socket's queue, the
-    // server's send buffer (4 MB at most here) and an unread receive buffer hold. `slow`
-    // reads nothing meanwhile; `fast` reads every event.
+    // 80 rounds of 100 changes of about 1.2 KB: up to 8,000 events, about 10 MB, more than
+    // the slow socket's queue, the server's send buffer (4 MB at most here) and an unread
+    // receive buffer hold. `slow` reads nothing meanwhile; `fast` reads everything until the
+    // marker created after the last round, and ends with every task as the last round left
+    // it (rounds the server read together arrive as one event per task, as the task then
+    // was).
     const ROUNDS: usize = 80;
     let total = ROUNDS * ids.len();
     let reader = tokio::spawn(async move {
-        for _ in 0..total {
+        let mut last = std::collections::HashMap::new();
+        let mut received = 0;
+        loop {
             let event = fast.next("fast").await;
             assert!(event.get("errors").is_none(), "{event}");
+            let change = &event["data"]["taskChanged"];
+            if change["task"]["title"] == "marker" {
+                return (last, received);
+            }
+            received += 1;
+            last.insert(
+                change["taskId"].as_str().expect("an id").to_owned(),
+                change["task"]["completed"].as_bool().expect("a task"),
+            );
         }
     });
     for round in 0..ROUNDS {
@@ -526,7 +540,12 @@ async fn a_slow_consumer_is_disconnected_without_slowing_others() {
         .await
         .ok();
     }
-    reader.await.expect("the fast subscriber got every event");
+    create(&app, &token, "marker").await;
+    let (last, received) = reader.await.expect("the fast subscriber kept up");
+    assert_eq!(last.len(), ids.len(), "every task was reported");
+    let final_state = (ROUNDS - 1).is_multiple_of(2);
+    assert!(last.values().all(|completed| *completed == final_state));
+    assert!(received >= ids.len() && received <= total, "{received}");
 
     // The slow one got what fitted, then a close saying why.
     let mut received = 0;

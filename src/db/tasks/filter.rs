@@ -8,39 +8,45 @@ use crate::{
     error::Result,
 };
 
-/// For each of `filters`, whether it holds for at least one of `rows` (rows that are not in
-/// the table: a task as announced before or after a change). PostgreSQL decides, from the same
-/// SQL as a page's WHERE clause, so a live subscription's filter means exactly what it means
-/// in `tasks` (case rules of `ilike`, the words of `search`). One statement for all filters.
+/// For each of `rows` (tasks that need not be in the table: a task as it was before a change),
+/// whether each of `filters` holds for it: `result[row][filter]`. PostgreSQL decides, from the
+/// same SQL as a page's WHERE clause, so a live subscription's filter means exactly what it
+/// means in `tasks` (case rules of `ilike`, the words of `search`). One statement for all.
 pub async fn matching(
     executor: impl PgExecutor<'_>,
     rows: &[&Task],
     filters: &[&Filter],
-) -> Result<Vec<bool>> {
-    if filters.is_empty() {
-        return Ok(Vec::new());
+) -> Result<Vec<Vec<bool>>> {
+    if filters.is_empty() || rows.is_empty() {
+        return Ok(vec![vec![false; filters.len()]; rows.len()]);
     }
     let mut query = QueryBuilder::new("select ");
     for (i, filter) in filters.iter().enumerate() {
         if i > 0 {
             query.push(", ");
         }
-        query.push("coalesce(bool_or(");
+        query.push("coalesce(");
         push_filter(&mut query, filter);
-        query.push("), false)");
+        query.push(", false)");
     }
     // `search` as the generated column of migrations/0003_tasks.sql computes it.
     query.push(
         " from (select id, user_id, title, description, completed, priority, due_at, \
            completed_at, created_at, updated_at, \
-           to_tsvector('simple', title || ' ' || coalesce(description, '')) as search \
+           to_tsvector('simple', title || ' ' || coalesce(description, '')) as search, \
+           ordinality \
          from jsonb_populate_recordset(null::tasks, ",
     );
     query.push_bind(sqlx::types::Json(rows));
-    query.push(")) as announced");
-    let row = query.build().fetch_one(executor).await?;
-    (0..filters.len())
-        .map(|i| Ok(row.try_get::<bool, _>(i)?))
+    query.push(") with ordinality) as given order by ordinality");
+    let found = query.build().fetch_all(executor).await?;
+    found
+        .iter()
+        .map(|row| {
+            (0..filters.len())
+                .map(|i| Ok(row.try_get::<bool, _>(i)?))
+                .collect()
+        })
         .collect()
 }
 

@@ -6,26 +6,29 @@ use sqlx::PgPool;
 use super::{Task, get, write::insert};
 use crate::{
     auth::UserId,
+    db::changes::Stamp,
     domain::task::NewTask,
     error::{AppError, Result},
 };
 
 /// Creates a task; with an idempotency key, a retry of the same create returns the task the
-/// first attempt made. One transaction: the task and the key are stored together or not at all.
+/// first attempt made, and no stamp (it changed nothing). One transaction: the task and the
+/// key are stored together or not at all.
 pub async fn create(
     pool: &PgPool,
     user: &UserId,
     task: &NewTask,
     idempotency: Option<(&str, &[u8])>,
-) -> Result<Task> {
+) -> Result<(Task, Option<Stamp>)> {
     let Some((key, digest)) = idempotency else {
-        return insert(pool, user, task).await;
+        let (created, stamp) = insert(pool, user, task).await?;
+        return Ok((created, Some(stamp)));
     };
     if let Some(existing) = remembered(pool, user, key, digest).await? {
-        return Ok(existing);
+        return Ok((existing, None));
     }
     let mut tx = pool.begin().await?;
-    let created = insert(&mut *tx, user, task).await?;
+    let (created, stamp) = insert(&mut *tx, user, task).await?;
     let stored = sqlx::query!(
         "insert into task_idempotency_keys (user_id, idempotency_key, task_id, request_digest)
          values ($1, $2, $3, $4)
@@ -39,16 +42,17 @@ pub async fn create(
     .await?;
     if stored.rows_affected() == 1 {
         tx.commit().await?;
-        return Ok(created);
+        return Ok((created, Some(stamp)));
     }
     // A concurrent attempt with the same key committed first (our insert waited for it):
     // drop our task and answer with theirs.
     tx.rollback().await?;
-    remembered(pool, user, key, digest).await?.ok_or_else(|| {
+    let theirs = remembered(pool, user, key, digest).await?.ok_or_else(|| {
         AppError::Internal(anyhow::anyhow!(
             "idempotency key vanished during a concurrent create"
         ))
-    })
+    })?;
+    Ok((theirs, None))
 }
 
 /// The task an earlier create with this key made, if the key is still live. The same key

@@ -359,6 +359,58 @@ impl TestApp {
     }
 }
 
+/// A second server on a test app's database, as a second instance behind a load balancer.
+/// Stopped when dropped.
+pub struct Sibling {
+    pub addr: SocketAddr,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Sibling {
+    /// POSTs one GraphQL operation to this instance.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Reply {
+        let mut request = self
+            .client
+            .post(format!("http://{}/graphql", self.addr))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        TestApp::reply(request).await
+    }
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    /// Another instance of this server, on the same database and configuration.
+    pub async fn sibling(&self) -> Sibling {
+        let app = App::build(self.config.clone())
+            .await
+            .expect("the second instance starts");
+        let addr = app.local_addr().expect("bound");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run(async {
+            let _ = rx.await;
+        }));
+        Sibling {
+            addr,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            server,
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.lock().ok().and_then(|mut tx| tx.take()) {
