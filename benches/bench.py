@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432")
 DB = os.environ.get("BENCH_DATABASE", "taskql_bench")
 SECRET = "bench-secret-0123456789-abcdefghijklmnop"
-SEED_VERSION = "3"
+SEED_VERSION = "4"
 USERS = 10_000
 TASKS_PER_USER = 100
 HEAVY_TASKS = 10_000
@@ -174,7 +174,7 @@ from generate_series(1, {HEAVY_TASKS}) j;
 update users set version = case when id = 'heavy' then {HEAVY_TASKS} else {TASKS_PER_USER} end;
 -- The tasks table without the change feed: the same columns, constraints, indexes and the
 -- triggers it had before (completion time, update time), none of the feed's.
-create table bench_plain_tasks (like tasks including defaults including constraints including indexes);
+create table bench_plain_tasks (like tasks including all);
 alter table bench_plain_tasks drop column version, drop column created_version, drop column completed_version;
 alter table bench_plain_tasks add constraint bench_plain_tasks_user_id_fkey foreign key (user_id) references users (id) on delete cascade;
 create trigger set_completed_at before insert or update of completed, completed_at on bench_plain_tasks

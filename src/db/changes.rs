@@ -73,6 +73,29 @@ impl Change {
     }
 }
 
+/// What one committed write did to its user's feed: it took the versions `after + 1 ..=
+/// upto`, and these are all the changes among them (numbers a write reserved for rows that
+/// turned out unchanged are never used). So a reader standing at `after` may take `changes`
+/// as the whole of what lies between, without reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub epoch: i64,
+    pub after: i64,
+    pub upto: i64,
+    /// In version order.
+    pub changes: Vec<Change>,
+}
+
+impl Committed {
+    /// Where the feed stands after the write.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            epoch: self.epoch,
+            version: self.upto,
+        }
+    }
+}
+
 /// What [`after`] read.
 #[derive(Debug)]
 pub struct Changes {

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     auth::UserId,
-    db::{self, changes::Stamp},
+    db::{self, changes::Committed},
     domain::{
         query::{DEFAULT_PAGE_SIZE, Filter, MAX_PAGE_SIZE},
         task::NewTask,
@@ -283,11 +283,11 @@ impl TaskQuery {
     }
 }
 
-/// Tells this instance's subscribers, and through the database every other instance's, that
-/// the caller's feed advanced to `stamp` (a write committed).
-fn announce(ctx: &Context<'_>, user: &UserId, stamp: Option<Stamp>) -> Result<()> {
-    if let Some(stamp) = stamp {
-        hub(ctx)?.committed(user, stamp);
+/// Tells this instance's subscribers, and through the database every other instance's, what
+/// a committed write changed.
+fn announce(ctx: &Context<'_>, user: &UserId, committed: Option<Committed>) -> Result<()> {
+    if let Some(committed) = committed {
+        hub(ctx)?.committed(user, &committed);
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use super::{ChangeKind, Event, Overflow};
 use crate::{
     auth::UserId,
     db::{
-        changes::{Change, Changed, Stamp},
+        changes::{Change, Changed, Committed, Stamp},
         tasks::Task,
     },
     domain::query::Filter,
@@ -53,8 +53,9 @@ pub(super) struct State {
     /// Whether a reader task is running.
     pub(super) reading: bool,
     pub(super) subscribers: Vec<Subscriber>,
-    /// Tasks as last sent (`None`: known deleted), kept while filtered subscribers are live.
-    remembered: LruCache<Uuid, Option<Task>>,
+    /// Tasks as last sent (`None`: known deleted), kept while filtered subscribers are live;
+    /// made on first use, so that feeds without filters carry no table.
+    remembered: Option<LruCache<Uuid, Option<Task>>>,
 }
 
 /// A user's feed.
@@ -95,9 +96,7 @@ impl Feed {
                 dirty: false,
                 reading: false,
                 subscribers: Vec::new(),
-                remembered: LruCache::new(
-                    NonZeroUsize::new(REMEMBERED_TASKS).unwrap_or(NonZeroUsize::MIN),
-                ),
+                remembered: None,
             }),
         }
     }
@@ -165,79 +164,59 @@ impl Feed {
         let mut state = self.lock();
         changes
             .iter()
-            .map(|change| state.remembered.get(&change.task_id).cloned())
+            .map(|change| {
+                state
+                    .remembered
+                    .as_mut()
+                    .and_then(|remembered| remembered.get(&change.task_id).cloned())
+            })
             .collect()
+    }
+
+    /// A write committed through this instance, with every change it made to the feed: sent
+    /// to the live subscribers at once, without a read, when the feed stands where the write
+    /// began (or past it) and no live subscriber has a filter (filters are decided by the
+    /// database). Otherwise, whether a reader must be started, as for an announcement.
+    pub(super) fn committed(&self, committed: &Committed) -> bool {
+        let mut state = self.lock();
+        if !state.has_live() {
+            return false;
+        }
+        let direct = state.epoch == Some(committed.epoch)
+            && state.head >= committed.after
+            && !state.live().any(|s| s.filter.is_some());
+        if direct {
+            let n = committed.changes.len();
+            let plan = Plan {
+                from: state.head,
+                epoch: state.epoch,
+                filters: Vec::new(),
+            };
+            deliver(
+                &mut state,
+                &plan,
+                Batch {
+                    epoch: committed.epoch,
+                    changes: committed.changes.clone(),
+                    now: vec![Vec::new(); n],
+                    before: vec![None; n],
+                    upto: committed.upto,
+                },
+            );
+            return false;
+        }
+        if state.epoch != Some(committed.epoch) || committed.upto > state.head {
+            state.dirty = true;
+        }
+        state.start_reader()
     }
 
     /// Sends a read's changes to the live subscribers the plan was made for and moves the
     /// head. A batch read under another epoch than the feed's now (the user was deleted
     /// meanwhile) is dropped and read again.
     pub(super) fn deliver(&self, plan: &Plan, batch: Batch) {
-        let mut state = self.lock();
-        if state.epoch.is_some_and(|epoch| epoch != batch.epoch) || state.epoch != plan.epoch {
-            state.dirty = true;
-            return;
-        }
-        state.epoch = Some(batch.epoch);
-        let filtered = !plan.filters.is_empty();
-        let mut overflowed = Vec::new();
-        let Batch {
-            epoch,
-            changes,
-            now,
-            before,
-            upto,
-        } = batch;
-        for (i, change) in changes.into_iter().enumerate() {
-            let change = Arc::new(change);
-            for subscriber in state.subscribers.iter() {
-                let Some(position) = subscriber.position else {
-                    continue;
-                };
-                if change.version <= position {
-                    continue;
-                }
-                // A filter that joined after the plan was made was not evaluated: such a
-                // subscriber is sent the change (a surplus event, never a missing one).
-                let evaluated = subscriber
-                    .filter
-                    .as_ref()
-                    .and_then(|filter| plan.filters.iter().position(|known| **known == **filter));
-                if let Some(f) = evaluated {
-                    let before = before[i].as_ref().map(|matched| matched[f]);
-                    if !wanted(&change, now[i][f], before, position) {
-                        continue;
-                    }
-                }
-                let event = Event::Change {
-                    kind: ChangeKind::of(&change, position),
-                    change: Arc::clone(&change),
-                    epoch,
-                };
-                if !send(subscriber, event) {
-                    overflowed.push(subscriber.id);
-                }
-            }
-            if filtered {
-                let last = match &change.what {
-                    Changed::Task { task, .. } => Some(task.clone()),
-                    Changed::Deleted { .. } => None,
-                };
-                state.remembered.put(change.task_id, last);
-            }
-        }
-        if !filtered {
-            state.remembered.clear();
-        }
-        state.head = upto;
-        for subscriber in state.subscribers.iter_mut() {
-            if let Some(position) = subscriber.position.as_mut() {
-                *position = (*position).max(upto);
-            }
-        }
-        state.drop_overflowed(&overflowed);
+        deliver(&mut self.lock(), plan, batch);
     }
-
     /// Tells the live subscribers to read afresh from `stamp` (their epoch changed, or a
     /// deletion they may have missed was purged), unless the feed moved on since the read
     /// (`expected` is no longer its epoch). `None`: the user's row is gone.
@@ -309,7 +288,7 @@ impl Feed {
         let joins = if !state.has_live() {
             state.epoch = Some(at.epoch);
             state.head = at.version;
-            state.remembered.clear();
+            state.remembered = None;
             true
         } else {
             state.epoch.is_none_or(|epoch| epoch == at.epoch) && state.head <= at.version
@@ -361,7 +340,7 @@ impl State {
         }
         self.epoch = epoch;
         self.head = head;
-        self.remembered.clear();
+        self.remembered = None;
         self.drop_overflowed(&overflowed);
     }
 
@@ -371,6 +350,81 @@ impl State {
             self.subscribers.retain(|s| !ids.contains(&s.id));
         }
     }
+}
+
+/// Sends `batch`'s changes to the live subscribers above whose position they lie (filtered
+/// ones as `plan`'s filters decided), and moves the head and their positions past it. Every
+/// live subscriber has everything up to its position, and no position is below the head;
+/// both stay so. A batch of another epoch than the feed's (the user was deleted meanwhile)
+/// is dropped, to be read again.
+fn deliver(state: &mut State, plan: &Plan, batch: Batch) {
+    if state.epoch.is_some_and(|epoch| epoch != batch.epoch) || state.epoch != plan.epoch {
+        state.dirty = true;
+        return;
+    }
+    state.epoch = Some(batch.epoch);
+    let filtered = !plan.filters.is_empty();
+    let mut overflowed = Vec::new();
+    let Batch {
+        epoch,
+        changes,
+        now,
+        before,
+        upto,
+    } = batch;
+    for (i, change) in changes.into_iter().enumerate() {
+        let change = Arc::new(change);
+        for subscriber in state.subscribers.iter() {
+            let Some(position) = subscriber.position else {
+                continue;
+            };
+            if change.version <= position {
+                continue;
+            }
+            // A filter that joined after the plan was made was not evaluated: such a
+            // subscriber is sent the change (a surplus event, never a missing one).
+            let evaluated = subscriber
+                .filter
+                .as_ref()
+                .and_then(|filter| plan.filters.iter().position(|known| **known == **filter));
+            if let Some(f) = evaluated {
+                let before = before[i].as_ref().map(|matched| matched[f]);
+                if !wanted(&change, now[i][f], before, position) {
+                    continue;
+                }
+            }
+            let event = Event::Change {
+                kind: ChangeKind::of(&change, position),
+                change: Arc::clone(&change),
+                epoch,
+            };
+            if !send(subscriber, event) {
+                overflowed.push(subscriber.id);
+            }
+        }
+        if filtered {
+            let last = match &change.what {
+                Changed::Task { task, .. } => Some(task.clone()),
+                Changed::Deleted { .. } => None,
+            };
+            state
+                .remembered
+                .get_or_insert_with(|| {
+                    LruCache::new(NonZeroUsize::new(REMEMBERED_TASKS).unwrap_or(NonZeroUsize::MIN))
+                })
+                .put(change.task_id, last);
+        }
+    }
+    if !filtered {
+        state.remembered = None;
+    }
+    state.head = state.head.max(upto);
+    for subscriber in state.subscribers.iter_mut() {
+        if let Some(position) = subscriber.position.as_mut() {
+            *position = (*position).max(upto);
+        }
+    }
+    state.drop_overflowed(&overflowed);
 }
 
 /// Queues `event` without waiting; false when the subscriber is not keeping up (its
@@ -540,6 +594,30 @@ mod tests {
         assert_eq!(feed.lock().head, 13);
         assert!(feed.next_read().is_none(), "nothing more to read");
         assert!(!feed.lock().reading);
+    }
+
+    #[test]
+    fn a_local_write_is_sent_as_written_unless_something_came_between() {
+        let (feed, mut events) = feed();
+        assert!(feed.join(1, stamp(7, 10)));
+        let write = |after, upto| Committed {
+            epoch: 7,
+            after,
+            upto,
+            changes: vec![task_change(upto, upto, upto)],
+        };
+        assert!(!feed.committed(&write(10, 11)), "sent without a read");
+        match events.try_recv() {
+            Ok(Event::Change { kind, change, .. }) => {
+                assert_eq!((kind, change.version), (ChangeKind::Created, 11));
+            }
+            _ => panic!("the write's change"),
+        }
+        assert_eq!(position(&feed), (Some(7), 11));
+        // Version 12 went elsewhere: the write at 13 cannot be sent alone.
+        assert!(feed.committed(&write(12, 13)), "a read is wanted");
+        assert!(events.try_recv().is_err());
+        assert_eq!(feed.next_read().map(|plan| plan.from), Some(11));
     }
 
     #[test]

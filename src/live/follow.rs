@@ -94,7 +94,9 @@ impl Subscription {
                 self.replaying = false;
                 continue;
             }
-            match self.replay_page().await {
+            // Boxed: the read's future is large, and a subscription that is live (most of them,
+            // most of the time) should not carry room for it.
+            match Box::pin(self.replay_page()).await {
                 Ok(()) => retry = FIRST_RETRY,
                 Err(err) => {
                     // The database is away: try again, as the listener does; the client

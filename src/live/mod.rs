@@ -74,7 +74,7 @@ use crate::{
     auth::UserId,
     db::{
         self,
-        changes::{Change, Changed, Stamp},
+        changes::{Change, Changed, Committed, Stamp},
         tasks::Task,
         users::Deleted,
     },
@@ -303,12 +303,17 @@ impl Hub {
         self.announcer.run(self.pool.clone(), shutdown).await;
     }
 
-    /// A write of `user`'s tasks committed at `stamp`: this instance's subscribers hear of
-    /// it now, the others' once it is announced.
-    pub fn committed(self: &Arc<Self>, user: &UserId, stamp: Stamp) {
+    /// A write of `user`'s tasks committed: this instance's subscribers hear of it now (each
+    /// change as written, when nothing came between), the other instances' once it is
+    /// announced.
+    pub fn committed(self: &Arc<Self>, user: &UserId, committed: &Committed) {
         let key = feed_key(user.as_str());
-        self.advanced(&key, Some(stamp));
-        self.announcer.changed(key, stamp);
+        if let Some(feed) = self.feed(&key)
+            && feed.committed(committed)
+        {
+            tokio::spawn(Arc::clone(self).read(feed));
+        }
+        self.announcer.changed(key, committed.stamp());
     }
 
     /// `user` was deleted (committed), as `deleted` says.

@@ -104,6 +104,30 @@ async fn a_restored_backup_serves_the_same_answers() {
     for token in &tokens {
         before.push(answers(addr, token).await);
     }
+    // A task created and deleted (a tombstone in the backup), and the version a client of
+    // ann's holds from before the backup.
+    let doomed = post(
+        addr,
+        Some(&tokens[0]),
+        r#"mutation { createTask(input: { title: "doomed" }) { id } }"#,
+    )
+    .await;
+    let doomed = doomed.ok()["createTask"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    post(
+        addr,
+        Some(&tokens[0]),
+        &format!(r#"mutation {{ deleteTask(id: "{doomed}") }}"#),
+    )
+    .await
+    .ok();
+    let held = post(addr, Some(&tokens[0]), "{ tasks(first: 1) { version } }").await;
+    let held = held.ok()["tasks"]["version"]
+        .as_str()
+        .expect("a version")
+        .to_owned();
 
     let dir = std::env::temp_dir().join(format!("taskql-backup-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -146,6 +170,23 @@ async fn a_restored_backup_serves_the_same_answers() {
             "the restored database answers alike"
         );
     }
+    // The tombstone came along; a client's version from before the restore is told to
+    // resync (the restored history may differ from the one it followed).
+    let tombstones: i64 = sqlx::query_scalar("select count(*) from task_tombstones")
+        .fetch_one(&target.pool().await)
+        .await
+        .expect("count");
+    assert_eq!(tombstones, 1);
+    let resumed = post(
+        addr,
+        Some(&tokens[0]),
+        &format!(r#"{{ taskChanges(since: "{held}") {{ changes {{ kind }} }} }}"#),
+    )
+    .await;
+    assert_eq!(
+        resumed.ok()["taskChanges"]["changes"],
+        json!([{ "kind": "RESYNC" }])
+    );
     // Idempotency keys came along: a retried create returns the original task.
     let retried = post(
         addr,

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { ApolloClient, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql } from '@apollo/client';
+import { ApolloClient, ApolloLink, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql } from '@apollo/client';
 import { relayStylePagination } from '@apollo/client/utilities';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { Client, cacheExchange, fetchExchange, subscriptionExchange } from '@urql/core';
@@ -27,6 +27,7 @@ import { chromium } from 'playwright-core';
 
 import { header, jwtFor, signUp, startBetterAuth } from './lib/better-auth.mjs';
 import { createDatabase, dropDatabase } from './lib/postgres.mjs';
+import { startProxy } from './lib/proxy.mjs';
 import { schemaPath, startTaskql } from './lib/taskql.mjs';
 
 const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
@@ -398,6 +399,206 @@ test('urql subscriptionExchange with graphql-ws: a filtered subscription sees on
     assert.ok(seen.every((e) => e.kind === 'CREATED'));
   } finally {
     await ws.dispose();
+  }
+});
+
+/** A user of its own for a test, signed up with Better Auth. */
+async function newUser(name) {
+  const session = await signUp(auth.baseURL, {
+    email: `${name}@example.com`,
+    password: `${name}-password-1234`,
+    name,
+  });
+  return { ...session, token: await jwtFor(auth.baseURL, session.cookie) };
+}
+
+const PAGE = gql`
+  query Page { tasks(first: 100) { version nodes { id title completed updatedAt } } }
+`;
+const CHANGES = gql`
+  subscription Changes($since: String) {
+    taskChanged(since: $since) { kind taskId version task { id title completed updatedAt } }
+  }
+`;
+
+/**
+ * The README's resuming client: a graphql-ws client that reconnects by itself and whose
+ * every `subscribe` for the operation `Changes`, the first and each one after a reconnect,
+ * carries the last version the application saw (`state.since`) as `since`. graphql-ws
+ * serialises the message anew on each reconnect, through this replacer.
+ */
+function resumingWsClient({ url, token, since, onConnected }) {
+  const state = { since };
+  const client = createWsClient({
+    url: url.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    connectionParams: { authorization: `Bearer ${token}` },
+    retryAttempts: Infinity,
+    shouldRetry: () => true,
+    // The test cuts the network on purpose; its clients come back at once rather than after
+    // graphql-ws's default back-off of seconds.
+    retryWait: () => new Promise((resolve) => setTimeout(resolve, 50)),
+    jsonMessageReplacer(key, value) {
+      if (key === 'payload' && this?.type === 'subscribe' && value.operationName === 'Changes') {
+        return { ...value, variables: { ...value.variables, since: state.since } };
+      }
+      return value;
+    },
+    on: { connected: () => onConnected?.() },
+  });
+  return { client, state };
+}
+
+/**
+ * Changes another client of the same user makes while `proxy` keeps cutting the
+ * subscriber's network: creates, edits, completions, deletions and bulk mutations, some
+ * while connected and the rest while cut. Each round ends with a marker task the subscriber
+ * must see (`seen(title)` resolves once it has).
+ */
+async function churn(writer, proxy, seen) {
+  const create = async (title, extra = {}) =>
+    (await writer.mutate({ mutation: CREATE, variables: { input: { title, ...extra } } })).data.createTask.id;
+  const update = (id, input) => writer.mutate({ mutation: UPDATE, variables: { id, input } });
+  const bulk = gql`mutation Bulk($ids: [ID!]!) { setTasksCompleted(ids: $ids, completed: true) { id } }`;
+  const wipe = gql`mutation Wipe($ids: [ID!]!) { deleteTasks(ids: $ids) }`;
+  const kept = [await create('kept 1'), await create('kept 2', { priority: 5 })];
+  await seen('kept 2');
+  for (let round = 0; round < 3; round += 1) {
+    proxy.down();
+    const made = [await create(`away ${round} a`), await create(`away ${round} b`), await create(`away ${round} c`)];
+    await update(kept[round % 2], { title: `kept, renamed in round ${round}` });
+    await writer.mutate({ mutation: bulk, variables: { ids: [made[0], made[1]] } });
+    await writer.mutate({ mutation: DELETE, variables: { id: made[2] } });
+    if (round === 1) await writer.mutate({ mutation: wipe, variables: { ids: [made[0]] } });
+    proxy.up();
+    await create(`marker ${round}`);
+    await seen(`marker ${round}`);
+  }
+}
+
+/** The user's tasks as the server has them, read afresh. */
+async function serverTasks(token) {
+  const fresh = apollo(token);
+  const { data } = await fresh.query({ query: PAGE, fetchPolicy: 'network-only' });
+  return data.tasks.nodes.map(({ id, title, completed }) => ({ id, title, completed })).sort((a, b) => a.id.localeCompare(b.id));
+}
+
+test('Apollo Client reconnects by itself, resumes from its last version, and its cache ends equal to the server', async () => {
+  const user = await newUser('reconnecting-apollo');
+  const proxy = await startProxy(taskql.url);
+  const { fn: countedFetch, calls } = countingFetch();
+  let connections = 0;
+  const http = new HttpLink({ uri: taskql.url, fetch: countedFetch, headers: { authorization: `Bearer ${user.token}` } });
+  const ws = resumingWsClient({ url: proxy.url, token: user.token, since: null, onConnected: () => (connections += 1) });
+  const link = ApolloLink.split(
+    ({ query }) => query.definitions.some((d) => d.kind === 'OperationDefinition' && d.operation === 'subscription'),
+    new GraphQLWsLink(ws.client),
+    http,
+  );
+  const client = new ApolloClient({ link, cache: new InMemoryCache() });
+  const waiting = [];
+  const seenTitles = new Set();
+  const seen = (title) => new Promise((resolve) => (seenTitles.has(title) ? resolve() : waiting.push({ title, resolve })));
+  let resyncs = 0;
+  try {
+    // The list, once, with the version it was read at.
+    const { data } = await client.query({ query: PAGE });
+    ws.state.since = data.tasks.version;
+    const subscription = client.subscribe({ query: CHANGES, variables: { since: data.tasks.version } }).subscribe({
+      next({ data: { taskChanged: event } }) {
+        ws.state.since = event.version;
+        // Edits and completions need nothing: the event's task is normalised into the cache.
+        if (event.kind === 'CREATED') {
+          client.cache.updateQuery({ query: PAGE }, (page) =>
+            page.tasks.nodes.some((n) => n.id === event.task.id) ? page : { tasks: { ...page.tasks, nodes: [...page.tasks.nodes, event.task] } });
+        } else if (event.kind === 'DELETED') {
+          client.cache.updateQuery({ query: PAGE }, (page) => ({ tasks: { ...page.tasks, nodes: page.tasks.nodes.filter((n) => n.id !== event.taskId) } }));
+          client.cache.evict({ id: client.cache.identify({ __typename: 'Task', id: event.taskId }) });
+        } else if (event.kind === 'RESYNC') {
+          resyncs += 1;
+          client.refetchQueries({ include: [PAGE] });
+        }
+        if (event.task) {
+          seenTitles.add(event.task.title);
+          for (const w of waiting.filter((w) => w.title === event.task.title)) {
+            waiting.splice(waiting.indexOf(w), 1);
+            w.resolve();
+          }
+        }
+      },
+      error(err) { assert.fail(`the subscription failed: ${err}`); },
+    });
+    await churn(apollo(user.token), proxy, seen);
+    subscription.unsubscribe();
+
+    const cached = client.cache.readQuery({ query: PAGE }).tasks.nodes
+      .map(({ id, title, completed }) => ({ id, title, completed }))
+      .sort((a, b) => a.id.localeCompare(b.id));
+    assert.deepEqual(cached, await serverTasks(user.token));
+    assert.equal(resyncs, 0, 'every reconnect resumed exactly');
+    assert.ok(connections >= 4, `reconnected after each cut (${connections} connections)`);
+    assert.equal(calls.length, 1, 'the list was read once, never refetched');
+  } finally {
+    await ws.client.dispose();
+    await proxy.close();
+  }
+});
+
+test('urql with graphql-ws reconnects by itself, resumes from its last version, and ends equal to the server', async () => {
+  const user = await newUser('reconnecting-urql');
+  const proxy = await startProxy(taskql.url);
+  let connections = 0;
+  const ws = resumingWsClient({ url: proxy.url, token: user.token, since: null, onConnected: () => (connections += 1) });
+  const { fn: countedFetch, calls } = countingFetch();
+  const client = new Client({
+    url: taskql.url,
+    fetch: countedFetch,
+    exchanges: [
+      cacheExchange,
+      fetchExchange,
+      subscriptionExchange({
+        forwardSubscription(request) {
+          const input = { ...request, query: request.query || '' };
+          return { subscribe: (sink) => ({ unsubscribe: ws.client.subscribe(input, sink) }) };
+        },
+      }),
+    ],
+    fetchOptions: { headers: { authorization: `Bearer ${user.token}` } },
+  });
+  // The application's own list, as an urql app without a normalised cache keeps it.
+  const tasks = new Map();
+  const waiting = [];
+  const seenTitles = new Set();
+  const seen = (title) => new Promise((resolve) => (seenTitles.has(title) ? resolve() : waiting.push({ title, resolve })));
+  let resyncs = 0;
+  try {
+    const page = await client.query(PAGE, {}).toPromise();
+    for (const { id, title, completed } of page.data.tasks.nodes) tasks.set(id, { id, title, completed });
+    ws.state.since = page.data.tasks.version;
+    const { unsubscribe } = client.subscription(CHANGES, { since: page.data.tasks.version }).subscribe((result) => {
+      assert.equal(result.error, undefined);
+      const event = result.data.taskChanged;
+      ws.state.since = event.version;
+      if (event.kind === 'DELETED') tasks.delete(event.taskId);
+      else if (event.kind === 'RESYNC') resyncs += 1;
+      else tasks.set(event.task.id, { id: event.task.id, title: event.task.title, completed: event.task.completed });
+      if (event.task) {
+        seenTitles.add(event.task.title);
+        for (const w of waiting.filter((w) => w.title === event.task.title)) {
+          waiting.splice(waiting.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    });
+    await churn(apollo(user.token), proxy, seen);
+    unsubscribe();
+    assert.deepEqual([...tasks.values()].sort((a, b) => a.id.localeCompare(b.id)), await serverTasks(user.token));
+    assert.equal(resyncs, 0, 'every reconnect resumed exactly');
+    assert.ok(connections >= 4, `reconnected after each cut (${connections} connections)`);
+    assert.equal(calls.length, 1, 'the list was read once, never refetched');
+  } finally {
+    await ws.client.dispose();
+    await proxy.close();
   }
 });
 

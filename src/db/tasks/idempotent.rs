@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use super::{Task, get, write::insert};
 use crate::{
     auth::UserId,
-    db::changes::Stamp,
+    db::changes::Committed,
     domain::task::NewTask,
     error::{AppError, Result},
 };
@@ -19,16 +19,16 @@ pub async fn create(
     user: &UserId,
     task: &NewTask,
     idempotency: Option<(&str, &[u8])>,
-) -> Result<(Task, Option<Stamp>)> {
+) -> Result<(Task, Option<Committed>)> {
     let Some((key, digest)) = idempotency else {
-        let (created, stamp) = insert(pool, user, task).await?;
-        return Ok((created, Some(stamp)));
+        let (created, committed) = insert(pool, user, task).await?;
+        return Ok((created, Some(committed)));
     };
     if let Some(existing) = remembered(pool, user, key, digest).await? {
         return Ok((existing, None));
     }
     let mut tx = pool.begin().await?;
-    let (created, stamp) = insert(&mut *tx, user, task).await?;
+    let (created, committed) = insert(&mut *tx, user, task).await?;
     let stored = sqlx::query!(
         "insert into task_idempotency_keys (user_id, idempotency_key, task_id, request_digest)
          values ($1, $2, $3, $4)
@@ -42,7 +42,7 @@ pub async fn create(
     .await?;
     if stored.rows_affected() == 1 {
         tx.commit().await?;
-        return Ok((created, Some(stamp)));
+        return Ok((created, Some(committed)));
     }
     // A concurrent attempt with the same key committed first (our insert waited for it):
     // drop our task and answer with theirs.

@@ -5,7 +5,8 @@
 //! row lock first, advances `version` and hands the new number to the rows it writes (and to
 //! the tombstones of the rows it deletes). Taking that lock before any task's keeps writers
 //! of one user from waiting on each other in opposite orders; writers of different users never
-//! meet. Each write returns its [`Stamp`], which the caller announces once it has committed.
+//! meet. Each write returns what it [`Committed`] to the feed, which the caller announces
+//! once it has committed.
 
 use std::collections::HashSet;
 
@@ -16,25 +17,42 @@ use uuid::Uuid;
 use super::{COLUMNS, Task, get};
 use crate::{
     auth::UserId,
-    db::changes::Stamp,
+    db::changes::{Change, Changed, Committed},
     domain::task::{NewTask, TaskPatch},
     error::{AppError, Result},
 };
 
-/// A task as a write left it, with the write's place in the caller's change feed.
+/// A task as a write left it, with its place in the caller's change feed.
 #[derive(sqlx::FromRow)]
 struct Written {
     #[sqlx(flatten)]
     task: Task,
     version: i64,
+    created_version: i64,
+    completed_version: i64,
     epoch: i64,
 }
 
 impl Written {
-    fn stamp(&self) -> Stamp {
-        Stamp {
-            epoch: self.epoch,
+    fn change(&self) -> Change {
+        Change {
+            task_id: self.task.id,
             version: self.version,
+            what: Changed::Task {
+                task: self.task.clone(),
+                created_version: self.created_version,
+                completed_version: self.completed_version,
+            },
+        }
+    }
+
+    /// The write of this one row, which took one version.
+    fn committed(&self) -> Committed {
+        Committed {
+            epoch: self.epoch,
+            after: self.version - 1,
+            upto: self.version,
+            changes: vec![self.change()],
         }
     }
 }
@@ -44,7 +62,7 @@ pub async fn insert(
     executor: impl PgExecutor<'_>,
     user: &UserId,
     task: &NewTask,
-) -> Result<(Task, Stamp)> {
+) -> Result<(Task, Committed)> {
     let row = sqlx::query!(
         r#"
         with v as (
@@ -82,11 +100,15 @@ pub async fn insert(
         created_at: row.created_at,
         updated_at: row.updated_at,
     };
-    let stamp = Stamp {
-        epoch: row.epoch,
+    let written = Written {
+        task,
         version: row.version,
+        created_version: row.version,
+        completed_version: row.version,
+        epoch: row.epoch,
     };
-    Ok((task, stamp))
+    let committed = written.committed();
+    Ok((written.task, committed))
 }
 
 /// Applies `patch` to one of the caller's tasks. With `expected`, only if the task's
@@ -100,7 +122,7 @@ pub async fn update(
     id: Uuid,
     patch: &TaskPatch,
     expected: Option<DateTime<Utc>>,
-) -> Result<(Task, Option<Stamp>)> {
+) -> Result<(Task, Option<Committed>)> {
     let updated = if patch.is_empty() {
         None
     } else {
@@ -168,7 +190,8 @@ pub async fn update(
         }
         query.push(")");
         query.push(format_args!(
-            " returning {}, t.version, v.sync_epoch as epoch",
+            " returning {}, t.version, t.created_version, t.completed_version, \
+             v.sync_epoch as epoch",
             qualified_columns()
         ));
         query
@@ -177,8 +200,8 @@ pub async fn update(
             .await?
     };
     if let Some(written) = updated {
-        let stamp = written.stamp();
-        return Ok((written.task, Some(stamp)));
+        let committed = written.committed();
+        return Ok((written.task, Some(committed)));
     }
     // Nothing was written: the task is missing, the expectation stale, or the patch changes
     // nothing. Only the current row tells which.
@@ -213,7 +236,7 @@ pub async fn delete(
     executor: impl PgExecutor<'_>,
     user: &UserId,
     id: Uuid,
-) -> Result<Option<Stamp>> {
+) -> Result<Option<Committed>> {
     let deleted = sqlx::query!(
         r#"
         with v as (
@@ -229,16 +252,22 @@ pub async fn delete(
         )
         insert into task_tombstones (user_id, version, task_id)
         select $2, d.version, d.id from d
-        returning version, (select sync_epoch from v) as "epoch!"
+        returning version, deleted_at, (select sync_epoch from v) as "epoch!"
         "#,
         id,
         user.as_str()
     )
     .fetch_optional(executor)
     .await?;
-    Ok(deleted.map(|row| Stamp {
+    Ok(deleted.map(|row| Committed {
         epoch: row.epoch,
-        version: row.version,
+        after: row.version - 1,
+        upto: row.version,
+        changes: vec![Change {
+            task_id: id,
+            version: row.version,
+            what: Changed::Deleted { at: row.deleted_at },
+        }],
     }))
 }
 
@@ -272,15 +301,15 @@ async fn commit_if_all_found(
 
 /// Sets `completed` on several of the caller's tasks, all or none: if any id is not one of
 /// the caller's tasks, the transaction rolls back and the error names the ids not found.
-/// Returns the tasks in the order of `ids`, and the stamp of the last change when any task
-/// changed (completing a completed task changes nothing). Each changed task gets a version
-/// of its own, so a client reading changes a page at a time never splits one version.
+/// Returns the tasks in the order of `ids`, and what changed (completing a completed task
+/// changes nothing). Each changed task gets a version of its own, so a client reading changes
+/// a page at a time never splits one version.
 pub async fn set_completed(
     pool: &PgPool,
     user: &UserId,
     ids: &[Uuid],
     completed: bool,
-) -> Result<(Vec<Task>, Option<Stamp>)> {
+) -> Result<(Vec<Task>, Option<Committed>)> {
     let ids = distinct(ids);
     let mut tx = pool.begin().await?;
     let updated: Vec<Bulk> = sqlx::query_as(
@@ -298,8 +327,8 @@ pub async fn set_completed(
          from v
          where t.user_id = $1 and t.id = any($2)
          returning t.id, t.user_id, t.title, t.description, t.completed, t.priority, t.due_at,
-                   t.completed_at, t.created_at, t.updated_at, t.version,
-                   v.sync_epoch as epoch, v.base",
+                   t.completed_at, t.created_at, t.updated_at, t.version, t.created_version,
+                   t.completed_version, v.sync_epoch as epoch, v.base",
     )
     .bind(user.as_str())
     .bind(&ids)
@@ -308,19 +337,33 @@ pub async fn set_completed(
     .await?;
     let found: HashSet<Uuid> = updated.iter().map(|row| row.written.task.id).collect();
     commit_if_all_found(tx, &ids, &found).await?;
-    let stamp = updated
-        .iter()
-        .filter(|row| row.written.version > row.base)
-        .map(|row| row.written.stamp())
-        .max_by_key(|stamp| stamp.version);
+    let committed = updated.first().map(|first| {
+        let mut changes: Vec<Change> = updated
+            .iter()
+            .filter(|row| row.written.version > row.base)
+            .map(|row| row.written.change())
+            .collect();
+        changes.sort_by_key(|change| change.version);
+        Committed {
+            epoch: first.written.epoch,
+            after: first.base,
+            upto: first.base + reserved(&ids),
+            changes,
+        }
+    });
     let mut by_id: std::collections::HashMap<Uuid, Task> = updated
         .into_iter()
         .map(|row| (row.written.task.id, row.written.task))
         .collect();
     Ok((
         ids.iter().filter_map(|id| by_id.remove(id)).collect(),
-        stamp,
+        committed.filter(|committed| !committed.changes.is_empty()),
     ))
+}
+
+/// How many versions a bulk write of `ids` reserves: one per id.
+fn reserved(ids: &[Uuid]) -> i64 {
+    i64::try_from(ids.len()).unwrap_or(i64::MAX)
 }
 
 /// A row of a bulk write: the task, its stamp, and the version the write's numbers start
@@ -333,12 +376,12 @@ struct Bulk {
 }
 
 /// Deletes several of the caller's tasks, all or none (see [`set_completed`]), leaving a
-/// tombstone for each. Returns the deleted ids in the order given and the last one's stamp.
+/// tombstone for each. Returns the deleted ids in the order given, and what changed.
 pub async fn delete_many(
     pool: &PgPool,
     user: &UserId,
     ids: &[Uuid],
-) -> Result<(Vec<Uuid>, Option<Stamp>)> {
+) -> Result<(Vec<Uuid>, Option<Committed>)> {
     let ids = distinct(ids);
     let mut tx = pool.begin().await?;
     let deleted = sqlx::query!(
@@ -355,7 +398,8 @@ pub async fn delete_many(
         )
         insert into task_tombstones (user_id, version, task_id)
         select $1, d.version, d.id from d
-        returning task_id, version, (select sync_epoch from v) as "epoch!"
+        returning task_id, version, deleted_at, (select sync_epoch from v) as "epoch!",
+                  (select base from v) as "base!"
         "#,
         user.as_str(),
         &ids
@@ -364,12 +408,22 @@ pub async fn delete_many(
     .await?;
     let found: HashSet<Uuid> = deleted.iter().map(|row| row.task_id).collect();
     commit_if_all_found(tx, &ids, &found).await?;
-    let stamp = deleted
-        .iter()
-        .map(|row| Stamp {
-            epoch: row.epoch,
-            version: row.version,
-        })
-        .max_by_key(|stamp| stamp.version);
-    Ok((ids, stamp))
+    let committed = deleted.first().map(|first| {
+        let mut changes: Vec<Change> = deleted
+            .iter()
+            .map(|row| Change {
+                task_id: row.task_id,
+                version: row.version,
+                what: Changed::Deleted { at: row.deleted_at },
+            })
+            .collect();
+        changes.sort_by_key(|change| change.version);
+        Committed {
+            epoch: first.epoch,
+            after: first.base,
+            upto: first.base + reserved(&ids),
+            changes,
+        }
+    });
+    Ok((ids, committed))
 }
