@@ -13,7 +13,12 @@ use crate::{
     config::{AuthMode, Config, Pooler},
     db::{self, Database, health::Health, users::SyncedUsers},
     graphql::{self, apq::MemoryStore, cursor::CursorKeys, pipeline::Executor},
-    http::{self, AppState, Shared, rate_limit::RateLimit, ws::Sockets},
+    http::{
+        self, AppState, Shared,
+        limits::{Holdings, InFlight},
+        rate_limit::RateLimit,
+        ws::Sockets,
+    },
     live::{self, Hub},
 };
 
@@ -50,7 +55,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let database = &config.database;
         if database.migrate_on_start {
-            db::ensure_database(&database.migration_options, database.create_missing).await?;
+            db::ensure_database(database).await?;
             db::migrate(&database.migration_options).await?;
         } else {
             tracing::info!(
@@ -107,7 +112,7 @@ impl App {
             config.graphql.clone(),
             Arc::new(MemoryStore::new(config.graphql.apq_cache_size)),
             Arc::clone(&health),
-        ));
+        )?);
         let listener = TcpListener::bind(config.http.addr)
             .await
             .with_context(|| format!("could not listen on {}", config.http.addr))?;
@@ -122,10 +127,12 @@ impl App {
             ),
             None => None,
         };
-        let sockets = Sockets::new(config.subscriptions.max_connections, shutdown.clone());
+        let sockets = Sockets::new(&config.subscriptions, shutdown.clone());
         let drain = config.http.request_timeout + std::time::Duration::from_secs(2);
         let state = AppState::new(Shared {
             rate_limit: RateLimit::new(&config.rate_limit),
+            in_flight: InFlight::new(config.rate_limit.max_in_flight),
+            downloads: Holdings::new(1),
             sockets: sockets.clone(),
             config,
             db: Database {

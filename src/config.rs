@@ -110,6 +110,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `MAX_BODY_BYTES`: the largest request body accepted.
     pub max_body_bytes: usize,
+    /// `EXPORT_TIMEOUT`: the longest a download (`/export`) may take, body included.
+    pub export_timeout: Duration,
     /// `CORS_ALLOWED_ORIGINS`: browser origins allowed to call the API with credentials.
     pub cors_allowed_origins: Vec<HeaderValue>,
 }
@@ -120,6 +122,12 @@ pub struct SubscriptionConfig {
     /// `WS_MAX_CONNECTIONS`: WebSocket connections this instance holds at once; more are
     /// refused with 503 before the upgrade.
     pub max_connections: usize,
+    /// `WS_MAX_CONNECTIONS_PER_CLIENT`: WebSocket connections one client address (its /64 for
+    /// IPv6) may hold, and one user once authenticated.
+    pub max_connections_per_client: usize,
+    /// `WS_IDLE_TIMEOUT`: how long a connection may run no operation before it is closed; 0
+    /// keeps idle connections.
+    pub idle_timeout: Duration,
     /// `WS_MAX_SUBSCRIPTIONS_PER_USER`: live subscriptions one user may hold on this instance,
     /// over all their connections.
     pub per_user: usize,
@@ -186,6 +194,9 @@ pub struct RateLimitConfig {
     /// `MAX_IN_FLIGHT`: GraphQL requests this instance serves at once; more are shed with 503.
     /// 0 turns the cap off.
     pub max_in_flight: usize,
+    /// `RATE_LIMIT_IPV6_PREFIX`: how many leading bits of an IPv6 address make one client for
+    /// the per-address limits (64: every /64 is one client).
+    pub ipv6_prefix: u8,
 }
 
 /// A network, such as `10.0.0.0/8` or `::1/128`.
@@ -388,6 +399,7 @@ impl Config {
             addr: SocketAddr::new(host, port),
             request_timeout: env.duration("REQUEST_TIMEOUT", Duration::from_secs(10))?,
             max_body_bytes: env.number("MAX_BODY_BYTES", 256 * 1024, 1024..=64 * 1024 * 1024)?,
+            export_timeout: env.duration("EXPORT_TIMEOUT", Duration::from_secs(300))?,
             cors_allowed_origins: env.parsed("CORS_ALLOWED_ORIGINS", Vec::new(), parse_origins)?,
         };
 
@@ -420,10 +432,17 @@ impl Config {
                     .collect()
             })?,
             max_in_flight: env.number("MAX_IN_FLIGHT", 256, 0..=1_000_000)?,
+            ipv6_prefix: env.number("RATE_LIMIT_IPV6_PREFIX", 64, 16..=128)?,
         };
 
         let subscriptions = SubscriptionConfig {
             max_connections: env.number("WS_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
+            max_connections_per_client: env.number(
+                "WS_MAX_CONNECTIONS_PER_CLIENT",
+                100,
+                1..=1_000_000,
+            )?,
+            idle_timeout: env.duration_or_off("WS_IDLE_TIMEOUT", Duration::from_secs(300))?,
             per_user: env.number("WS_MAX_SUBSCRIPTIONS_PER_USER", 100, 1..=100_000)?,
             per_connection: env.number("WS_MAX_OPERATIONS_PER_CONNECTION", 25, 1..=10_000)?,
             max_message_bytes: env.number(
@@ -700,15 +719,24 @@ pub fn parse_duration_or_zero(raw: &str) -> Result<Duration, String> {
     let expected = || "expected a duration such as 10s, 500ms, 2m, 3h or 30d".to_owned();
     let amount: u64 = digits.parse().map_err(|_| expected())?;
     let seconds = |per: u64| Duration::from_secs(amount.saturating_mul(per));
-    Ok(match unit.trim() {
+    let duration = match unit.trim() {
         "" | "s" => seconds(1),
         "ms" => Duration::from_millis(amount),
         "m" => seconds(60),
         "h" => seconds(3600),
         "d" => seconds(86_400),
         _ => return Err(expected()),
-    })
+    };
+    // Durations become deadlines (`Instant + Duration`, which panics past the clock's range):
+    // nothing taskql waits for is longer than this.
+    if duration > MAX_DURATION {
+        return Err("must be at most 3650d".to_owned());
+    }
+    Ok(duration)
 }
+
+/// The longest duration a setting may have: ten years.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
 /// Typed access to the variables, each failure naming its variable.
 struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
@@ -978,6 +1006,8 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert_eq!(parse_duration_or_zero("0"), Ok(Duration::ZERO));
         assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("3651d").is_err());
+        assert!(parse_duration("99999999999999999999").is_err());
     }
 
     #[test]

@@ -80,7 +80,15 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "taskql stopped");
             eprintln!("taskql: {err:#}");
-            ExitCode::FAILURE
+            // A schema whose checks cannot be set up is as unusable as a bad setting.
+            if err
+                .downcast_ref::<taskql::graphql::shape::ShapeError>()
+                .is_some()
+            {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     };
     // The runtime first (its tasks may still hold spans), then the spans still buffered.
@@ -99,9 +107,22 @@ async fn backup(config: &Config, output: &std::path::Path) -> anyhow::Result<()>
         db::backup::backup(options, &mut stdout).await?
     } else {
         let partial = output.with_extension("partial");
-        let mut file = tokio::fs::File::create(&partial)
+        // Every user's data: readable by the owner alone whatever the umask, and created
+        // afresh. `create_new` (O_CREAT | O_EXCL) also refuses to follow a symbolic link
+        // planted at the name, and a `.partial` left by a backup that is still running (or
+        // crashed) is never overwritten.
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
             .await
-            .with_context(|| format!("could not create {}", partial.display()))?;
+            .with_context(|| {
+                format!(
+                    "could not create {} (if it exists, another backup is running or one                      failed; remove it once no backup runs)",
+                    partial.display()
+                )
+            })?;
         let report = match db::backup::backup(options, &mut file).await {
             Ok(report) => report,
             Err(err) => {
@@ -124,7 +145,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => App::build(config).await?.run(shutdown_signal()).await,
         Command::Migrate => {
             let database = &config.database;
-            db::ensure_database(&database.migration_options, database.create_missing).await?;
+            db::ensure_database(database).await?;
             db::migrate(&database.migration_options).await?;
             tracing::info!("migrations applied");
             Ok(())
@@ -132,7 +153,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Backup { output } => backup(&config, &output).await,
         Command::Restore { input } => {
             let database = &config.database;
-            db::ensure_database(&database.migration_options, database.create_missing).await?;
+            db::ensure_database(database).await?;
             let report = db::backup::restore(&database.migration_options, &input).await?;
             tracing::info!(%report, "restored and verified");
             Ok(())

@@ -326,8 +326,8 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// One GraphQL operation, over HTTP or a WebSocket. `ran`: it passed every check (only
-    /// then may its name claim a series of its own).
+    /// One GraphQL operation, over HTTP or a WebSocket. `ran`: it passed every check and ran
+    /// with a verified token (only then may its name claim a series of its own).
     pub fn operation(
         &self,
         name: Option<&str>,

@@ -147,10 +147,22 @@ fn tracer_provider(endpoint: &str, service: &str) -> anyhow::Result<SdkTracerPro
         .build())
 }
 
-/// Makes `span` (a request's) the child of the caller's trace, and returns the trace id the
-/// request's log lines carry: the span's own when spans are exported, else the one in a
-/// valid `traceparent`, so logs line up with the caller's trace either way.
-pub fn adopt_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Option<String> {
+/// The trace ids a request's log lines carry.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RequestTrace {
+    /// The id taskql logs, and returns in `INTERNAL_SERVER_ERROR`: its own span's when spans
+    /// are exported (a child of the caller's trace, as W3C Trace Context has it); otherwise
+    /// one of its own, made when the caller sent a `traceparent`.
+    pub trace_id: Option<String>,
+    /// With spans not exported, the trace id the caller's `traceparent` claimed, logged apart:
+    /// a caller could otherwise make its requests' log lines, and its errors, look like
+    /// someone else's.
+    pub caller_trace_id: Option<String>,
+}
+
+/// Makes `span` (a request's) the child of the caller's trace when spans are exported, and
+/// returns the trace ids the request's log lines carry (see [`RequestTrace`]).
+pub fn adopt_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> RequestTrace {
     if tracing_enabled() {
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
@@ -160,10 +172,21 @@ pub fn adopt_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Opt
         }
         let context = span.context();
         let ids = context.span().span_context().clone();
-        return ids.is_valid().then(|| ids.trace_id().to_string());
+        return RequestTrace {
+            trace_id: ids.is_valid().then(|| ids.trace_id().to_string()),
+            caller_trace_id: None,
+        };
     }
-    let header = headers.get("traceparent")?.to_str().ok()?;
-    traceparent_trace_id(header)
+    let caller = headers
+        .get("traceparent")
+        .and_then(|header| header.to_str().ok())
+        .and_then(traceparent_trace_id);
+    RequestTrace {
+        trace_id: caller
+            .is_some()
+            .then(|| uuid::Uuid::new_v4().simple().to_string()),
+        caller_trace_id: caller,
+    }
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if valid.

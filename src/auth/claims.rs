@@ -74,6 +74,11 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// The furthest in the future a time claim may lie. Better Auth's tokens live 15 minutes;
+/// nothing legitimate is valid for longer than this, and numbers beyond it (up to 10^308 in
+/// JSON) must never reach the clock arithmetic of the transports.
+pub const MAX_YEARS_AHEAD: u64 = 10;
+
 /// The longest user id we accept: Better Auth's are 32 characters; the column allows 255.
 const MAX_SUB_CHARS: usize = 255;
 
@@ -90,6 +95,16 @@ impl Rules {
     pub fn check(&self, payload: &[u8], now: u64) -> Result<Checked, AuthError> {
         let claims: Claims = serde_json::from_slice(payload).map_err(|_| AuthError::Malformed)?;
         // Compared in f64 so fractional timestamps (some issuers send them) keep working.
+        let latest = now.saturating_add(MAX_YEARS_AHEAD * 365 * 24 * 3600) as f64;
+        for (claim, value) in [
+            ("exp", claims.exp),
+            ("nbf", claims.nbf),
+            ("iat", claims.iat),
+        ] {
+            if value.is_some_and(|time| !(0.0..=latest).contains(&time)) {
+                return Err(AuthError::TimeOutOfRange(claim));
+            }
+        }
         let now = now as f64;
         let leeway = self.leeway as f64;
 
@@ -189,6 +204,24 @@ mod tests {
         let mut claims = valid();
         claims[key] = value;
         claims
+    }
+
+    #[test]
+    fn times_outside_any_sane_range_are_refused() {
+        let rules = rules(None, None);
+        for (claim, value) in [
+            ("exp", json!(9_999_999_999_999_999_999_u64)),
+            ("exp", json!(1e300)),
+            ("exp", json!(NOW + 11 * 365 * 24 * 3600)),
+            ("nbf", json!(-1)),
+            ("iat", json!(1e19)),
+        ] {
+            assert!(
+                matches!(check(&rules, &with(claim, value.clone())), Err(AuthError::TimeOutOfRange(c)) if c == claim),
+                "{claim} = {value}"
+            );
+        }
+        assert!(check(&rules, &with("exp", json!(NOW + 9 * 365 * 24 * 3600))).is_ok());
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub enum AuthError {
     WrongIssuer,
     WrongAudience,
     MissingClaim(&'static str),
+    /// A time claim (`exp`, `nbf`, `iat`) outside any sane range: before 1970, or more than
+    /// [`claims::MAX_YEARS_AHEAD`] years from now.
+    TimeOutOfRange(&'static str),
     /// The issuer's keys could not be fetched yet: not the token's fault.
     KeysUnavailable,
 }
@@ -110,6 +113,9 @@ impl fmt::Display for AuthError {
             Self::WrongIssuer => f.write_str("The token was issued by an unexpected issuer."),
             Self::WrongAudience => f.write_str("The token is meant for another audience."),
             Self::MissingClaim(claim) => write!(f, "The token has no usable \"{claim}\" claim."),
+            Self::TimeOutOfRange(claim) => {
+                write!(f, "The token's \"{claim}\" claim is not a plausible time.")
+            }
             Self::KeysUnavailable => f.write_str(
                 "The token issuer's signing keys are not available yet; try again shortly.",
             ),

@@ -175,10 +175,16 @@ fn quote_literal(text: &str) -> String {
 }
 
 /// Makes sure the target database exists: connects to it directly, and only when PostgreSQL
-/// answers that it does not exist (and `create` allows it) connects to the `postgres`
-/// maintenance database with the same credentials to create it. A role that may not create
-/// databases, or see `postgres`, is never asked to while its database is there.
-pub async fn ensure_database(options: &PgConnectOptions, create: bool) -> anyhow::Result<()> {
+/// answers that it does not exist (and `DATABASE_CREATE` allows it) connects to the `postgres`
+/// maintenance database with the migration role's credentials to create it. A role that may
+/// not create databases, or see `postgres`, is never asked to while its database is there.
+///
+/// A database taskql creates is open to its owner and the service role alone: PostgreSQL
+/// grants `CONNECT` to every role by default, and a role that can connect can `LISTEN` to the
+/// change announcements.
+pub async fn ensure_database(database: &DatabaseConfig) -> anyhow::Result<()> {
+    let options = &database.migration_options;
+    let create = database.create_missing;
     let name = options
         .get_database()
         .or_else(|| options.get_username().into())
@@ -213,12 +219,29 @@ pub async fn ensure_database(options: &PgConnectOptions, create: bool) -> anyhow
         })?;
     // Identifiers cannot be bound as parameters; quote it the way PostgreSQL's quote_ident
     // does, doubling any embedded quote.
-    let statement = format!("create database \"{}\"", name.replace('"', "\"\""));
+    let quoted = quote_identifier(&name);
+    let statement = format!("create database {quoted}");
     match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
         .execute(&mut admin)
         .await
     {
-        Ok(_) => tracing::info!(database = %name, "created the database"),
+        Ok(_) => {
+            tracing::info!(database = %name, "created the database");
+            let mut grants = format!("revoke all on database {quoted} from public");
+            let service = database.connect_options.get_username();
+            if service != options.get_username() {
+                grants.push_str(&format!(
+                    "; grant connect on database {quoted} to {}",
+                    quote_identifier(service)
+                ));
+            }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(grants))
+                .execute(&mut admin)
+                .await
+                .with_context(|| {
+                    format!("created the database {name:?} but could not restrict who may connect")
+                })?;
+        }
         // Two processes starting at once may both try; the loser's error is harmless.
         Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("42P04") => {}
         Err(err) => {
@@ -229,6 +252,11 @@ pub async fn ensure_database(options: &PgConnectOptions, create: bool) -> anyhow
     }
     admin.close().await.ok();
     Ok(())
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// SQLSTATE 3D000: the database named in the connection does not exist.

@@ -235,7 +235,7 @@ mod tests {
     use crate::graphql::document::select_operation;
 
     fn cost_of(query: &str) -> Result<Cost, TooCostly> {
-        let shape = Shape::from_sdl(&crate::graphql::sdl());
+        let shape = Shape::from_sdl(&crate::graphql::sdl()).expect("the shape");
         let doc = parse_query(query).expect("parses");
         let op = select_operation(&doc, None).expect("one operation");
         let root = match op.ty {

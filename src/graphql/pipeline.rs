@@ -155,20 +155,22 @@ impl std::fmt::Debug for Executor {
 }
 
 impl Executor {
+    /// The executor of `schema`; fails when the schema's shape cannot be read (see
+    /// [`Shape::from_sdl`]).
     pub fn new(
         schema: AppSchema,
         limits: GraphQLConfig,
         persisted: Arc<dyn apq::PersistedQueryStore>,
         health: Arc<Health>,
-    ) -> Self {
-        Self {
-            shape: Shape::from_sdl(&super::sdl()),
+    ) -> Result<Self, super::shape::ShapeError> {
+        Ok(Self {
+            shape: Shape::from_sdl(&super::sdl())?,
             documents: DocumentCache::new(DOCUMENT_CACHE_SIZE),
             schema,
             limits,
             persisted,
             health,
-        }
+        })
     }
 
     pub fn limits(&self) -> &GraphQLConfig {
@@ -383,7 +385,9 @@ impl Executor {
         }
         request.operation_name = operation_name.clone();
         request.set_parsed_query(doc);
-        seen.ran = true;
+        // Only an operation that ran for a verified caller may give its name a metrics
+        // series: anonymous callers could otherwise fill every slot with junk names.
+        seen.ran = cx.viewer.is_authenticated();
         Ok(Prepared {
             request,
             subscription,
@@ -643,7 +647,7 @@ struct Seen {
     /// The operation's name: the one asked for, else the document's only operation's.
     name: Option<String>,
     kind: &'static str,
-    /// Whether it passed every check and ran.
+    /// Whether it passed every check and ran, for a verified caller.
     ran: bool,
 }
 

@@ -6,8 +6,16 @@
 //! stays at one batch. A task changed during the download appears once, as it was when its
 //! batch was read. If the database fails midway the response is cut off (the JSON is then
 //! incomplete, which a client notices) rather than ending as if it were whole.
+//!
+//! A download is one operation in flight for as long as its body streams, not only until its
+//! head is sent; a user runs one at a time (a second is answered 429); and it ends by
+//! `EXPORT_TIMEOUT` at the latest: past it the body is cut off, and its places are given back
+//! even if the client stopped reading.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use axum::{
     body::{Body, Bytes},
@@ -22,10 +30,17 @@ use uuid::Uuid;
 
 use super::{
     AppState,
-    graphql::{admit, internal_error, unauthorized, unavailable},
+    graphql::{admit, error, internal_error, unauthorized, unavailable},
+    limits::{Held, Place},
     negotiate::MediaType,
 };
-use crate::{auth::UserId, db, error::AppError};
+use crate::{
+    auth::UserId,
+    db,
+    error::AppError,
+    graphql::error::ErrorCode,
+    metrics::{self, Transport},
+};
 
 /// Tasks per statement: large enough that an export of 10,000 tasks is 20 round trips,
 /// small enough that a batch is a quick index range read.
@@ -37,6 +52,15 @@ pub async fn export(
     headers: HeaderMap,
 ) -> Response {
     let media = MediaType::Json;
+    let Some(place) = state.in_flight.enter() else {
+        tracing::warn!("too many requests in flight; shedding load");
+        metrics::get().load_shed(Transport::Http);
+        return unavailable(
+            media,
+            "The server is at capacity; retry after the time in the Retry-After header.",
+            1,
+        );
+    };
     let admitted = match admit(&state, &headers, peer, media).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
@@ -53,6 +77,20 @@ pub async fn export(
         Ok(user_id) => user_id.clone(),
         Err(err) => return failure(&err),
     };
+    let Some(slot) = state.downloads.take(user_id.as_str()) else {
+        metrics::get().rate_limited(Transport::Http);
+        let mut response = error(
+            media,
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            "Your data is already being downloaded; wait for that download to finish.",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    };
+    let holding = Holding::new((place, slot), state.config.http.export_timeout);
     let user = match viewer.own_row().await {
         Ok(user) => user,
         Err(err) => return failure(&err),
@@ -81,6 +119,7 @@ pub async fn export(
         after: None,
         first: true,
         done: false,
+        holding,
     };
     let body = stream::once(async move { Ok::<Bytes, std::io::Error>(Bytes::from(opening)) })
         .chain(stream::unfold(walk, next_batch));
@@ -108,11 +147,66 @@ struct Walk {
     after: Option<Uuid>,
     first: bool,
     done: bool,
+    holding: Holding,
+}
+
+/// The places a download holds (one in flight, the user's one download), given back when it
+/// ends, is dropped (the client went away), or at its deadline, whichever comes first: the
+/// body is not read while the client does not read, so only a timer of its own can end it.
+struct Holding {
+    places: Arc<Mutex<Option<(Place, Held)>>>,
+    deadline: tokio::time::Instant,
+    watchdog: tokio::task::AbortHandle,
+}
+
+impl Holding {
+    fn new(places: (Place, Held), limit: std::time::Duration) -> Self {
+        let places = Arc::new(Mutex::new(Some(places)));
+        let now = tokio::time::Instant::now();
+        // Durations are bounded at start-up, so the deadline is representable; `now` if not.
+        let deadline = now.checked_add(limit).unwrap_or(now);
+        let watchdog = tokio::spawn({
+            let places = Arc::clone(&places);
+            async move {
+                tokio::time::sleep_until(deadline).await;
+                let expired = places.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if expired.is_some() {
+                    tracing::warn!("a data export outlived EXPORT_TIMEOUT; giving its places back");
+                }
+            }
+        })
+        .abort_handle();
+        Self {
+            places,
+            deadline,
+            watchdog,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        tokio::time::Instant::now() >= self.deadline
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.watchdog.abort();
+        self.places
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
 }
 
 async fn next_batch(mut walk: Walk) -> Option<(Result<Bytes, std::io::Error>, Walk)> {
     if walk.done {
         return None;
+    }
+    if walk.holding.expired() {
+        tracing::warn!("a data export outlived EXPORT_TIMEOUT; cutting the response off");
+        walk.done = true;
+        let err = std::io::Error::other("the export took longer than EXPORT_TIMEOUT");
+        return Some((Err(err), walk));
     }
     let batch = match db::tasks::export_batch(&walk.pool, &walk.user, walk.after, BATCH).await {
         Ok(batch) => batch,

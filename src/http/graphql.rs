@@ -200,7 +200,7 @@ pub(super) async fn admit(
 ) -> Result<Admitted, Response> {
     let client =
         rate_limit::client_addr(peer.ip(), headers, &state.config.rate_limit.trusted_proxies);
-    let address_key = format!("ip:{client}");
+    let address_key = rate_limit::address_key(client, state.config.rate_limit.ipv6_prefix);
     let identity = match bearer_token(headers, media).map_err(|r| *r)? {
         None => None,
         Some(token) => Some(

@@ -7,6 +7,7 @@
 //! - [`graphiql`]: the self-hosted GraphiQL page and its assets.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`json`]: strict JSON for request bodies (no repeated keys).
+//! - [`limits`]: what one client may hold at once (places in flight, sockets, downloads).
 //! - [`rate_limit`]: the per-caller request budget.
 //! - `/metrics`: the Prometheus exposition (here, or alone on `METRICS_ADDR`).
 //! - [`ws`]: GraphQL over WebSocket (`graphql-transport-ws`, legacy `graphql-ws`) on `/graphql`.
@@ -16,6 +17,7 @@ pub mod graphiql;
 pub mod graphql;
 pub mod health;
 pub mod json;
+pub mod limits;
 pub mod negotiate;
 pub mod rate_limit;
 pub mod ws;
@@ -63,6 +65,10 @@ pub struct Shared {
     pub verifier: Verifier,
     pub rate_limit: rate_limit::RateLimit,
     pub sockets: ws::Sockets,
+    /// `MAX_IN_FLIGHT`: one cap over every operation, whichever transport brought it.
+    pub in_flight: limits::InFlight,
+    /// Downloads (`/export`) running, one per user.
+    pub downloads: limits::Holdings,
 }
 
 impl Deref for AppState {
@@ -100,19 +106,19 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.http.request_timeout;
     let cors = cors(&state.config.http.cors_allowed_origins);
     let metrics_here = state.config.observability.metrics_addr.is_none();
-    // One cap over both routes that run database work per request.
-    let in_flight = InFlight::new(state.config.rate_limit.max_in_flight);
+    // One cap over every route that runs database work (`/export` takes its place itself and
+    // keeps it while its body streams; WebSocket operations take one each).
     let routes = Router::new()
         .route(
             "/graphql",
             get(graphql::get)
                 .post(graphql::post)
-                .route_layer(middleware::from_fn_with_state(in_flight.clone(), shed_load)),
+                .route_layer(middleware::from_fn_with_state(
+                    state.in_flight.clone(),
+                    shed_load,
+                )),
         )
-        .route(
-            "/export",
-            get(export::export).route_layer(middleware::from_fn_with_state(in_flight, shed_load)),
-        )
+        .route("/export", get(export::export))
         .route("/graphiql/{file}", get(graphiql::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -198,28 +204,15 @@ async fn observe(request: Request<Body>, next: Next) -> Response<Body> {
     response
 }
 
-/// The cap on GraphQL requests in flight; `None` when switched off.
-#[derive(Clone)]
-struct InFlight(Option<Arc<tokio::sync::Semaphore>>);
-
-impl InFlight {
-    fn new(max: usize) -> Self {
-        Self((max > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max))))
-    }
-}
-
-/// Sheds load past `MAX_IN_FLIGHT` requests with an immediate 503 and `Retry-After`: under
+/// Sheds load past `MAX_IN_FLIGHT` operations with an immediate 503 and `Retry-After`: under
 /// overload a quick "try again" serves clients better than a queue whose every request
 /// times out, and it keeps memory bounded. Probes (`/healthz`, `/readyz`) are not counted.
 async fn shed_load(
-    State(in_flight): State<InFlight>,
+    State(in_flight): State<limits::InFlight>,
     request: Request<Body>,
     next: Next,
 ) -> Response<Body> {
-    let Some(semaphore) = in_flight.0 else {
-        return next.run(request).await;
-    };
-    let Ok(_permit) = semaphore.try_acquire_owned() else {
+    let Some(_place) = in_flight.enter() else {
         tracing::warn!("too many requests in flight; shedding load");
         crate::metrics::get().load_shed(crate::metrics::Transport::Http);
         return graphql::unavailable(
@@ -258,11 +251,16 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         path = %request.uri().path(),
         request_id,
         trace_id = tracing::field::Empty,
+        caller_trace_id = tracing::field::Empty,
         user_id = tracing::field::Empty,
         websocket = tracing::field::Empty,
     );
-    if let Some(trace_id) = crate::telemetry::adopt_trace(&span, request.headers()) {
+    let trace = crate::telemetry::adopt_trace(&span, request.headers());
+    if let Some(trace_id) = trace.trace_id {
         span.record("trace_id", trace_id);
+    }
+    if let Some(caller) = trace.caller_trace_id {
+        span.record("caller_trace_id", caller);
     }
     span
 }

@@ -16,12 +16,22 @@
 //! | 4401 | `subscribe` before `connection_ack`                                    |
 //! | 4403 | a token refused at `connection_init`, or the token expired             |
 //! | 4406 | no supported subprotocol was offered                                   |
-//! | 4408 | no `connection_init` within `WS_INIT_TIMEOUT`                          |
+//! | 4408 | no `connection_init` within `WS_INIT_TIMEOUT`, or nothing heard from the client within two `WS_KEEPALIVE` periods |
 //! | 4409 | `subscribe` with an id already in use                                  |
 //! | 4429 | a second `connection_init`                                             |
 //! | 1009 | a message over `WS_MAX_MESSAGE_BYTES`                                  |
 //! | 1013 | too slow: events were not read in time; or rate-limited / keys unavailable at init |
 //! | 1001 | the server is shutting down (after in-flight results are sent)         |
+//! | 1000 | idle: no operation for `WS_IDLE_TIMEOUT`                               |
+//!
+//! Every connection is bounded in time: it must initialise within `WS_INIT_TIMEOUT`, answer
+//! the server's pings (any message counts; `graphql-transport-ws` only, since the legacy
+//! keep-alive has no answer) within two `WS_KEEPALIVE` periods, and run some operation at
+//! least every `WS_IDLE_TIMEOUT`. And in number: `WS_MAX_CONNECTIONS` in all,
+//! `WS_MAX_CONNECTIONS_PER_CLIENT` per client address (its /64 for IPv6) at the upgrade and
+//! per user at `connection_init`. Queries and mutations take a place among the operations in
+//! flight (`MAX_IN_FLIGHT`) like HTTP requests; past it they are answered
+//! `SERVICE_UNAVAILABLE`.
 //!
 //! Reasons start with the `extensions.code` HTTP would answer with (`UNAUTHENTICATED: …`).
 
@@ -49,14 +59,17 @@ use tracing::Instrument as _;
 use super::{
     AppState,
     graphql::{
-        BEARER_FORMAT, Denied, identify, parse_bearer, rate_limited, retry_seconds, unavailable,
+        BEARER_FORMAT, Denied, error, identify, parse_bearer, rate_limited, retry_seconds,
+        unavailable,
     },
     json,
+    limits::{Held, Holdings},
     negotiate::MediaType,
     rate_limit,
 };
 use crate::{
     auth::Identity,
+    config::SubscriptionConfig,
     graphql::{
         error::ErrorCode,
         pipeline::{Context, Method, Outcome, Params, Started},
@@ -114,10 +127,15 @@ impl Protocol {
     }
 }
 
-/// The WebSocket connections this instance holds, capped by `WS_MAX_CONNECTIONS`.
+/// The WebSocket connections this instance holds, capped by `WS_MAX_CONNECTIONS` in all and
+/// `WS_MAX_CONNECTIONS_PER_CLIENT` per client address and per user.
 #[derive(Debug, Clone)]
 pub struct Sockets {
     permits: Arc<tokio::sync::Semaphore>,
+    /// Connections by client address key (`ip:…`).
+    clients: Holdings,
+    /// Connections by verified user.
+    users: Holdings,
     /// Connection tasks, so shutdown can wait for them to close.
     pub tracker: tokio_util::task::TaskTracker,
     /// Cancelled when the server shuts down.
@@ -127,9 +145,11 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    pub fn new(max: usize, shutdown: tokio_util::sync::CancellationToken) -> Self {
+    pub fn new(limits: &SubscriptionConfig, shutdown: tokio_util::sync::CancellationToken) -> Self {
         Self {
-            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            permits: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+            clients: Holdings::new(limits.max_connections_per_client),
+            users: Holdings::new(limits.max_connections_per_client),
             tracker: tokio_util::task::TaskTracker::new(),
             shutdown,
             serials: Arc::new(AtomicU64::new(1)),
@@ -146,6 +166,16 @@ pub async fn upgrade(
 ) -> Response {
     // Not a request that runs statements of its own: the statement count skips it.
     tracing::Span::current().record("websocket", true);
+    // Browsers send every page's WebSockets, whatever its origin, with no CORS check of
+    // their own: a page elsewhere could recruit its visitors to hold connections here.
+    if !origin_allowed(&state, headers) {
+        return error(
+            MediaType::Json,
+            axum::http::StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "This origin may not open WebSocket connections here (CORS_ALLOWED_ORIGINS).",
+        );
+    }
     let Ok(permit) = Arc::clone(&state.sockets.permits).try_acquire_owned() else {
         tracing::warn!("too many WebSocket connections; refusing one");
         metrics::get().load_shed(Transport::WebSocket);
@@ -157,10 +187,27 @@ pub async fn upgrade(
     };
     let client =
         rate_limit::client_addr(peer.ip(), headers, &state.config.rate_limit.trusted_proxies);
-    let address_key = format!("ip:{client}");
+    let address_key = rate_limit::address_key(client, state.config.rate_limit.ipv6_prefix);
     if let Err(retry_after) = state.rate_limit.check(&address_key, 1) {
         return rate_limited(MediaType::Json, retry_after);
     }
+    let Some(client_slot) = state.sockets.clients.take(&address_key) else {
+        metrics::get().rate_limited(Transport::WebSocket);
+        let mut response = error(
+            MediaType::Json,
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            &format!(
+                "This client holds {} WebSocket connections, the most one client may; close one first.",
+                state.sockets.clients.max()
+            ),
+        );
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("5"),
+        );
+        return response;
+    };
     let limits = &state.config.subscriptions;
     let upgrade = upgrade
         .protocols([TRANSPORT_WS, LEGACY_WS])
@@ -179,8 +226,32 @@ pub async fn upgrade(
     // The connection's log lines stay in the request span of its handshake.
     let span = tracing::Span::current();
     upgrade.on_upgrade(move |socket| {
-        let connection = Connection::new(state, protocol, address_key, permit);
+        let connection = Connection::new(state, protocol, address_key, (permit, client_slot));
         tracker.track_future(connection.run(socket).instrument(span))
+    })
+}
+
+/// Whether a handshake's `Origin` may connect: always without one (not a browser), or
+/// without `CORS_ALLOWED_ORIGINS` (no browser app is configured, and tokens travel in
+/// `connection_init`, never in cookies, so a page elsewhere gains no one's access); with it,
+/// only the listed origins and the server's own (the playground).
+fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let allowed = &state.config.http.cors_allowed_origins;
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return true;
+    };
+    if allowed.is_empty() || allowed.contains(origin) {
+        return true;
+    }
+    // Same origin: `scheme://host` where host is the one the request was sent to.
+    let host = headers
+        .get(axum::http::header::HOST)
+        .map(HeaderValue::as_bytes);
+    let origin = origin.as_bytes();
+    host.is_some_and(|host| {
+        [&b"http://"[..], &b"https://"[..]]
+            .iter()
+            .any(|scheme| origin.strip_prefix(*scheme) == Some(host))
     })
 }
 
@@ -206,8 +277,15 @@ struct Connection {
     state: AppState,
     protocol: Option<Protocol>,
     address_key: String,
-    _permit: OwnedSemaphorePermit,
+    /// The connection's place among all and among its client's.
+    _places: (OwnedSemaphorePermit, Held),
+    /// Its place among its user's, once authenticated.
+    user_slot: Option<Held>,
     _counted: metrics::Held,
+    /// When the client last sent anything: it must answer pings.
+    heard: Instant,
+    /// When the connection last had an operation running (or was opened).
+    busy: Instant,
     overflow: Arc<Overflow>,
     /// `None` until `connection_init`; then the caller (who may be anonymous).
     caller: Option<Option<Identity>>,
@@ -223,15 +301,18 @@ impl Connection {
         state: AppState,
         protocol: Option<Protocol>,
         address_key: String,
-        permit: OwnedSemaphorePermit,
+        places: (OwnedSemaphorePermit, Held),
     ) -> Self {
         let (outbox, inbox) = mpsc::channel(OUTBOX);
         Self {
             state,
             protocol,
             address_key,
-            _permit: permit,
+            _places: places,
+            user_slot: None,
             _counted: metrics::get().hold_websocket(),
+            heard: Instant::now(),
+            busy: Instant::now(),
             overflow: Arc::new(Overflow::default()),
             caller: None,
             operations: HashMap::new(),
@@ -253,8 +334,15 @@ impl Connection {
         for (_, (_, task)) in self.operations.drain() {
             task.abort();
         }
-        if let Some(reason) = close_with {
-            close(&mut socket, reason).await;
+        match close_with {
+            Some(reason) => close(&mut socket, reason).await,
+            // The client closed (or the socket failed): complete the closing handshake, so a
+            // client that said goodbye sees its own code echoed rather than an abnormal end.
+            None => {
+                let _ =
+                    tokio::time::timeout(CLOSE_TIMEOUT, futures_util::SinkExt::close(&mut socket))
+                        .await;
+            }
         }
     }
 
@@ -265,6 +353,9 @@ impl Connection {
         let init_deadline = Instant::now() + limits.init_timeout;
         let mut keepalive = (!limits.keepalive.is_zero())
             .then(|| tokio::time::interval_at(Instant::now() + limits.keepalive, limits.keepalive));
+        // A client that has not answered two pings in a row is gone (its network dropped
+        // without a close, or it hangs): its slot is not kept for it.
+        let silence = limits.keepalive.saturating_mul(2);
         let mut expires: Option<Instant> = None;
         let mut closing = false;
         loop {
@@ -272,10 +363,14 @@ impl Connection {
                 return Some(Close::new(1001, "Server shutting down; reconnect"));
             }
             let initialised = self.caller.is_some();
+            // Idle: nothing running since `busy`, for WS_IDLE_TIMEOUT.
+            let idle_at = (!limits.idle_timeout.is_zero() && self.operations.is_empty())
+                .then(|| self.busy.checked_add(limits.idle_timeout))
+                .flatten();
             tokio::select! {
                 biased;
                 () = self.overflow.raised() => {
-                    return Some(Close::new(1013, "Too slow: events were not read in time; reconnect and refetch"));
+                    return Some(Close::new(1013, "Too slow: events were not read in time; reconnect and resume from the last version"));
                 }
                 () = shutdown.cancelled(), if !closing => {
                     // In-flight queries and mutations finish and are answered; subscriptions
@@ -288,12 +383,23 @@ impl Connection {
                 () = sleep_until_opt(expires) => {
                     return Some(Close::new(4403, "UNAUTHENTICATED: the token has expired; reconnect with a fresh one"));
                 }
+                () = sleep_until_opt(idle_at) => {
+                    return Some(Close::new(1000, "Idle: no operation for WS_IDLE_TIMEOUT; reconnect when needed"));
+                }
                 Some(out) = self.inbox.recv() => {
                     if let Err(()) = self.forward(socket, protocol, out).await {
                         return None;
                     }
+                    if self.operations.is_empty() {
+                        self.busy = Instant::now();
+                    }
                 }
                 _ = tick(&mut keepalive), if initialised => {
+                    // The legacy protocol's keep-alive (`ka`) has no answer: only
+                    // graphql-transport-ws clients can be required to answer.
+                    if protocol == Protocol::Transport && self.heard.elapsed() > silence {
+                        return Some(Close::new(4408, "Ping timeout: nothing heard from the client within two keep-alive periods; reconnect"));
+                    }
                     if send(socket, &protocol.keepalive()).await.is_err() {
                         return None;
                     }
@@ -304,6 +410,7 @@ impl Connection {
                         Some(Ok(message)) => message,
                         Some(Err(err)) => return too_big(&err),
                     };
+                    self.heard = Instant::now();
                     let text = match message {
                         Message::Text(text) => text,
                         Message::Close(_) => return None,
@@ -364,9 +471,23 @@ impl Connection {
                         return Err(Some(refused));
                     }
                 };
+                if let Some(identity) = &identity {
+                    let users = &self.state.sockets.users;
+                    let Some(slot) = users.take(&format!("user:{}", identity.user_id)) else {
+                        metrics::get().rate_limited(Transport::WebSocket);
+                        return Err(Some(Close::new(
+                            1013,
+                            format!(
+                                "RATE_LIMITED: this user holds {} WebSocket connections, the most one user may; close one",
+                                users.max()
+                            ),
+                        )));
+                    };
+                    self.user_slot = Some(slot);
+                }
                 let expires = identity
                     .as_ref()
-                    .map(|identity| expiry(identity.expires_at));
+                    .and_then(|identity| expiry(identity.expires_at));
                 self.caller = Some(identity);
                 send(socket, &json!({ "type": "connection_ack" }))
                     .await
@@ -489,6 +610,18 @@ impl Connection {
             );
             return send(socket, &message).await;
         }
+        self.busy = Instant::now();
+        // A place among the operations in flight, as an HTTP request takes one; a
+        // subscription gives it back once started (it then runs no work of its own; its
+        // number is bounded per user and per connection instead).
+        let Some(place) = self.state.in_flight.enter() else {
+            metrics::get().load_shed(Transport::WebSocket);
+            let message = refuse(
+                ErrorCode::ServiceUnavailable,
+                "The server is at capacity; retry shortly.".to_owned(),
+            );
+            return send(socket, &message).await;
+        };
         let key = match &caller {
             Some(identity) => format!("user:{}", identity.user_id),
             None => self.address_key.clone(),
@@ -528,6 +661,7 @@ impl Connection {
                     Started::Once(run) => {
                         link.settle();
                         let outcome = run.await;
+                        drop(place);
                         if outcome.is_error() {
                             let _ = outbox
                                 .send(Out::Error(id, serial, errors_of(&outcome)))
@@ -540,30 +674,33 @@ impl Connection {
                             let _ = outbox.send(Out::Complete(id, serial)).await;
                         }
                     }
-                    Started::Live(mut events) => loop {
-                        let event = tokio::select! {
-                            () = shutdown.cancelled() => {
-                                let _ = outbox.send(Out::Ended(id, serial)).await;
+                    Started::Live(mut events) => {
+                        drop(place);
+                        loop {
+                            let event = tokio::select! {
+                                () = shutdown.cancelled() => {
+                                    let _ = outbox.send(Out::Ended(id, serial)).await;
+                                    return;
+                                }
+                                event = events.next() => event,
+                            };
+                            let Some(outcome) = event else {
+                                let _ = outbox.send(Out::Complete(id, serial)).await;
+                                return;
+                            };
+                            let failed = outcome.is_error();
+                            // A subscription that could not start settles here.
+                            link.settle();
+                            let out = if failed {
+                                Out::Error(id.clone(), serial, errors_of(&outcome))
+                            } else {
+                                Out::Next(id.clone(), serial, body_of(outcome))
+                            };
+                            if outbox.send(out).await.is_err() || failed {
                                 return;
                             }
-                            event = events.next() => event,
-                        };
-                        let Some(outcome) = event else {
-                            let _ = outbox.send(Out::Complete(id, serial)).await;
-                            return;
-                        };
-                        let failed = outcome.is_error();
-                        // A subscription that could not start settles here.
-                        link.settle();
-                        let out = if failed {
-                            Out::Error(id.clone(), serial, errors_of(&outcome))
-                        } else {
-                            Out::Next(id.clone(), serial, body_of(outcome))
-                        };
-                        if outbox.send(out).await.is_err() || failed {
-                            return;
                         }
-                    },
+                    }
                 }
             }
             .in_current_span(),
@@ -666,13 +803,15 @@ fn params(payload: Json) -> Result<Params, String> {
     })
 }
 
-/// When a token that expires at `exp` (seconds since the epoch) stops being valid.
-fn expiry(exp: u64) -> Instant {
+/// When a token that expires at `exp` (seconds since the epoch) stops being valid; `None`
+/// when that is beyond what the clock can represent (the claim rules refuse such tokens
+/// first: this never panics on a number a token carried).
+fn expiry(exp: u64) -> Option<Instant> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    Instant::now() + Duration::from_secs(exp.saturating_sub(now))
+    Instant::now().checked_add(Duration::from_secs(exp.saturating_sub(now)))
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -65,6 +65,17 @@ pub(super) struct Feed {
     state: std::sync::Mutex<State>,
 }
 
+/// What became of a subscriber that asked to go live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Join {
+    /// Live; the feed's reader is running or not needed.
+    Joined,
+    /// Live as the feed's first live subscriber: a reader must be started.
+    Alone,
+    /// Not live: the feed has sent changes past its position; read on.
+    Behind,
+}
+
 /// What the reader should read, and with what it decides.
 pub(super) struct Plan {
     pub(super) from: i64,
@@ -280,28 +291,34 @@ impl Feed {
         }
     }
 
-    /// Makes a replaying subscriber live at `at`, if the feed's head is not past it (else
-    /// it must read on: the reader has sent changes after `at` it did not get). A feed
-    /// without live subscribers takes the subscriber's position as its head.
-    pub(super) fn join(&self, id: u64, at: Stamp) -> bool {
+    /// Makes a replaying subscriber live at `at` (a position its last read caught up to), if
+    /// the feed's head is not past it (else it must read on: the reader has sent changes after
+    /// `at` it did not get). A feed without live subscribers takes the subscriber's position
+    /// as its head; it has ignored announcements meanwhile, so it then reads once
+    /// ([`Join::Alone`]).
+    pub(super) fn join(&self, id: u64, at: Stamp) -> Join {
         let mut state = self.lock();
-        let joins = if !state.has_live() {
+        let joined = if !state.has_live() {
             state.epoch = Some(at.epoch);
             state.head = at.version;
             state.remembered = None;
-            true
+            state.dirty = true;
+            Join::Alone
+        } else if state.epoch.is_none_or(|epoch| epoch == at.epoch) && state.head <= at.version {
+            Join::Joined
         } else {
-            state.epoch.is_none_or(|epoch| epoch == at.epoch) && state.head <= at.version
+            return Join::Behind;
         };
-        if joins {
-            if state.epoch.is_none() {
-                state.epoch = Some(at.epoch);
-            }
-            if let Some(subscriber) = state.subscribers.iter_mut().find(|s| s.id == id) {
-                subscriber.position = Some(at.version);
-            }
+        if state.epoch.is_none() {
+            state.epoch = Some(at.epoch);
         }
-        joins
+        if let Some(subscriber) = state.subscribers.iter_mut().find(|s| s.id == id) {
+            subscriber.position = Some(at.version);
+        }
+        if joined == Join::Alone && !state.start_reader() {
+            return Join::Joined;
+        }
+        joined
     }
 }
 
@@ -542,8 +559,9 @@ mod tests {
     #[test]
     fn a_subscriber_joins_only_where_the_head_has_not_passed_it() {
         let (feed, _events) = feed();
-        assert!(
+        assert_eq!(
             feed.join(1, stamp(7, 10)),
+            Join::Alone,
             "the first live subscriber sets the head"
         );
         assert_eq!(position(&feed), (Some(7), 10));
@@ -556,15 +574,21 @@ mod tests {
             overflow: Arc::default(),
             position: None,
         });
-        assert!(!feed.join(2, stamp(7, 9)), "behind the head: must read on");
-        assert!(!feed.join(2, stamp(8, 20)), "another epoch: must read on");
-        assert!(feed.join(2, stamp(7, 12)), "at or past the head");
+        assert_eq!(feed.join(2, stamp(7, 9)), Join::Behind, "behind the head");
+        assert_eq!(feed.join(2, stamp(8, 20)), Join::Behind, "another epoch");
+        assert_eq!(
+            feed.join(2, stamp(7, 12)),
+            Join::Joined,
+            "at or past the head"
+        );
     }
 
     #[test]
     fn delivery_skips_what_a_subscriber_has_and_moves_the_head() {
         let (feed, mut events) = feed();
-        assert!(feed.join(1, stamp(7, 10)));
+        assert_eq!(feed.join(1, stamp(7, 10)), Join::Alone);
+        assert!(feed.next_read().is_some());
+        assert!(feed.next_read().is_none(), "the join's read is done");
         assert!(feed.announced(Some(stamp(7, 12))), "a reader is wanted");
         assert!(!feed.announced(Some(stamp(7, 13))), "one runs already");
         let plan = feed.next_read().expect("a read");
@@ -599,7 +623,9 @@ mod tests {
     #[test]
     fn a_local_write_is_sent_as_written_unless_something_came_between() {
         let (feed, mut events) = feed();
-        assert!(feed.join(1, stamp(7, 10)));
+        assert_eq!(feed.join(1, stamp(7, 10)), Join::Alone);
+        assert!(feed.next_read().is_some());
+        assert!(feed.next_read().is_none());
         let write = |after, upto| Committed {
             epoch: 7,
             after,
@@ -623,8 +649,7 @@ mod tests {
     #[test]
     fn a_batch_of_a_past_epoch_is_dropped_and_a_deletion_restarts_the_feed() {
         let (feed, mut events) = feed();
-        assert!(feed.join(1, stamp(7, 10)));
-        assert!(feed.announced(None));
+        assert_eq!(feed.join(1, stamp(7, 10)), Join::Alone);
         let plan = feed.next_read().expect("a read");
         let id = Uuid::now_v7();
         feed.gone(stamp(7, 10), Some(&[id]));

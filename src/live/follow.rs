@@ -10,7 +10,11 @@ use std::{collections::VecDeque, sync::Arc, time::Duration};
 use chrono::Utc;
 use tokio::sync::mpsc;
 
-use super::{ChangeKind, Event, Hub, feed::Feed, must_resync};
+use super::{
+    ChangeKind, Event, Hub,
+    feed::{Feed, Join},
+    must_resync,
+};
 use crate::{
     db::{
         self,
@@ -39,6 +43,9 @@ pub struct Subscription {
     since: i64,
     /// Replaying from the database; false once the feed sends its events.
     replaying: bool,
+    /// Whether the last read reached the feed's end (`at` is where the database stood), so
+    /// that the subscription may join the live feed there.
+    caught_up: bool,
     /// The user's row was found gone: after the resync queued for it, the stream ends.
     ended: bool,
     queue: VecDeque<Event>,
@@ -59,6 +66,7 @@ impl Subscription {
         id: u64,
         filter: Option<Arc<Filter>>,
         start: Stamp,
+        caught_up: bool,
         events: mpsc::Receiver<Event>,
     ) -> Self {
         Self {
@@ -69,6 +77,7 @@ impl Subscription {
             at: start,
             since: start.version,
             replaying: true,
+            caught_up,
             ended: false,
             queue: VecDeque::new(),
             events,
@@ -90,9 +99,19 @@ impl Subscription {
             if !self.replaying {
                 return self.events.recv().await;
             }
-            if self.feed.join(self.id, self.at) {
-                self.replaying = false;
-                continue;
+            if self.caught_up {
+                match self.feed.join(self.id, self.at) {
+                    Join::Joined => {
+                        self.replaying = false;
+                        continue;
+                    }
+                    Join::Alone => {
+                        self.replaying = false;
+                        tokio::spawn(Arc::clone(&self.hub).read(Arc::clone(&self.feed)));
+                        continue;
+                    }
+                    Join::Behind => self.caught_up = false,
+                }
             }
             // Boxed: the read's future is large, and a subscription that is live (most of them,
             // most of the time) should not carry room for it.
@@ -132,6 +151,7 @@ impl Subscription {
             });
             self.at = head.stamp;
             self.since = head.stamp.version;
+            self.caught_up = true;
             return Ok(());
         }
         let full = i64::try_from(read.changes.len()).unwrap_or(i64::MAX) >= PAGE;
@@ -153,6 +173,7 @@ impl Subscription {
             epoch: head.stamp.epoch,
             version: upto,
         };
+        self.caught_up = !full;
         Ok(())
     }
 

@@ -337,8 +337,27 @@ impl Hub {
                 return;
             }
         };
-        for gone in &payload.gone {
-            self.apply_gone(gone);
+        for gone in payload.gone {
+            // Anyone who may connect to the database may NOTIFY: a deletion announced by
+            // another instance is believed only once the database confirms the user is gone
+            // (or back under a new epoch). The other announcements carry no data at all.
+            let hub = Arc::clone(self);
+            tokio::spawn(async move {
+                let Some(feed) = hub.feed(&gone.key) else {
+                    return;
+                };
+                match db::changes::current(&hub.pool, &feed.user).await {
+                    Ok(Some(now)) if now.epoch == gone.epoch => {
+                        tracing::warn!("ignored an announced deletion of a user who still exists");
+                    }
+                    Ok(_) => hub.apply_gone(&gone),
+                    // Not confirmed: the feed's next read finds the user gone and resyncs.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not confirm an announced deletion");
+                        hub.advanced(&gone.key, None);
+                    }
+                }
+            });
         }
         for (key, epoch, version) in payload.changed {
             self.advanced(&key, Some(Stamp { epoch, version }));
@@ -509,11 +528,15 @@ impl Hub {
         since: Option<Stamp>,
         overflow: Arc<Overflow>,
     ) -> Result<Subscription> {
-        let start = match since {
-            Some(since) => since,
-            None => db::changes::current(&self.pool, user)
-                .await?
-                .ok_or(AppError::UserGone)?,
+        // Without `since`, the subscription starts where the database stands now: caught up.
+        let (start, caught_up) = match since {
+            Some(since) => (since, false),
+            None => (
+                db::changes::current(&self.pool, user)
+                    .await?
+                    .ok_or(AppError::UserGone)?,
+                true,
+            ),
         };
         let (sender, events) = mpsc::channel(self.buffer);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -552,6 +575,7 @@ impl Hub {
             id,
             filter,
             start,
+            caught_up,
             events,
         ))
     }

@@ -242,6 +242,74 @@ async fn a_restored_backup_serves_the_same_answers() {
 }
 
 #[tokio::test]
+async fn a_backup_is_written_for_its_owner_alone_and_never_through_a_planted_link() {
+    let db = TestDb::create().await;
+    let (_server, addr) = Process::serve(&db, &[]);
+    let token = keys::hs256_token(TEST_SECRET, &keys::claims("pia"));
+    post(
+        addr,
+        Some(&token),
+        r#"mutation { createTask(input: { title: "private" }) { id } }"#,
+    )
+    .await
+    .ok();
+    let dir = std::env::temp_dir().join(format!("taskql-backup-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // Under the umask most systems have (022), as a cron job runs it.
+    let backup = |output: &std::path::Path| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"umask 022 && exec "$0" backup --output "$1""#)
+            .arg(env!("CARGO_BIN_EXE_taskql"))
+            .arg(output)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &db.app_url)
+            .env("LOG_FORMAT", "json")
+            .output()
+            .expect("run taskql backup")
+    };
+    let file = dir.join("taskql.backup");
+    let done = backup(&file);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file).expect("the backup").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "mode {:o}", mode & 0o777);
+
+    // A link planted where the partial file goes is not followed, and nothing is written.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "untouched").expect("victim");
+    let planted = dir.join("second.backup");
+    std::os::unix::fs::symlink(&victim, dir.join("second.partial")).expect("plant a link");
+    let refused = backup(&planted);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("could not create"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "untouched"
+    );
+    assert!(!planted.exists());
+    // So is a partial file left by another backup.
+    std::fs::remove_file(dir.join("second.partial")).expect("remove the link");
+    std::fs::write(dir.join("second.partial"), "another backup's").expect("partial");
+    assert!(!backup(&planted).status.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("second.partial")).expect("partial"),
+        "another backup's"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
 async fn a_user_downloads_all_of_their_own_data() {
     let db = TestDb::create().await;
     let (_server, addr) = Process::serve(&db, &[]);

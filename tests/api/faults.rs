@@ -18,7 +18,7 @@ use sqlx::{Connection as _, PgConnection};
 
 use tokio::sync::Notify;
 
-use crate::common::{Process, TEST_SECRET, cluster::Cluster, keys};
+use crate::common::{Process, TEST_SECRET, cluster::Cluster, keys, skip};
 
 const WRITERS: usize = 12;
 const READERS: usize = 4;
@@ -121,7 +121,7 @@ async fn a_database_restart_under_load_loses_nothing_and_fails_fast() {
     let cluster = match Cluster::start() {
         Ok(cluster) => cluster,
         Err(reason) => {
-            println!("SKIPPED: the database restart test needs a private cluster: {reason}");
+            skip("the database restart test needs a private cluster", reason);
             return;
         }
     };

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::common::{
     Process, TEST_SECRET,
     cluster::Cluster,
-    keys, post,
+    keys, post, skip,
     ws::{Socket, TASK_CHANGED},
 };
 
@@ -60,7 +60,10 @@ async fn changes_cross_instances_and_survive_a_database_restart() {
     let cluster = match Cluster::start() {
         Ok(cluster) => cluster,
         Err(reason) => {
-            println!("SKIPPED: the two-instance restart test needs a private cluster: {reason}");
+            skip(
+                "the two-instance restart test needs a private cluster",
+                reason,
+            );
             return;
         }
     };

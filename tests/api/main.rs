@@ -6,9 +6,11 @@
 
 mod common;
 
+mod addresses;
 mod auth;
 mod backup;
 mod cli;
+mod downloads;
 mod faults;
 mod graphql_http;
 mod health;
@@ -23,6 +25,7 @@ mod pooler;
 mod privileges;
 mod schema_sdl;
 mod shutdown;
+mod sockets;
 mod spec;
 mod statements;
 mod subscriptions;

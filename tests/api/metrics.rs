@@ -4,10 +4,11 @@
 use serde_json::{Value, json};
 
 use crate::common::{
-    Process, TestDb,
+    Process, TestApp, TestDb,
     keys::{Alg, JwksServer, SigningKey, claims},
     post,
     prometheus::Prometheus,
+    skip,
     ws::{Socket, TASK_CHANGED},
 };
 
@@ -40,7 +41,7 @@ async fn prometheus_scrapes_the_counts_of_a_known_sequence() {
     let prometheus = match Prometheus::start(&addr.to_string()).await {
         Ok(prometheus) => prometheus,
         Err(reason) => {
-            println!("SKIPPED: the metrics test needs Prometheus: {reason}");
+            skip("the metrics test needs Prometheus", reason);
             return;
         }
     };
@@ -151,6 +152,36 @@ async fn prometheus_scrapes_the_counts_of_a_known_sequence() {
     );
     assert_eq!(prometheus.target().await, ("up".to_owned(), String::new()));
     drop(socket);
+}
+
+#[tokio::test]
+async fn anonymous_callers_cannot_claim_operation_names() {
+    let app = TestApp::spawn().await;
+    // The reproduction: made-up names from callers without a token.
+    for i in 0..120 {
+        app.gql(None, &format!("query Junk{i} {{ __typename }}"), json!({}))
+            .await
+            .ok();
+    }
+    let token = app.token_for("mia");
+    app.gql(Some(&token), "query Mine { me { id } }", json!({}))
+        .await
+        .ok();
+    let exposition = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !exposition.contains("Junk"),
+        "no series for anonymous names"
+    );
+    assert!(exposition.contains(r#"operation="Mine""#), "{exposition}");
+    assert!(exposition.contains(r#"operation="other""#));
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use sqlx::Connection as _;
 use crate::common::{
     APP_ROLE, Process, TEST_SECRET, TestDb,
     bouncer::Bouncer,
-    keys, post,
+    keys, post, skip,
     ws::{Socket, TASK_CHANGED},
 };
 
@@ -19,7 +19,7 @@ async fn the_api_works_through_pgbouncer_in_transaction_mode() {
     let bouncer = match Bouncer::start() {
         Ok(bouncer) => bouncer,
         Err(reason) => {
-            println!("SKIPPED: the PgBouncer test needs PgBouncer 1.21+: {reason}");
+            skip("the PgBouncer test needs PgBouncer 1.21+", reason);
             return;
         }
     };

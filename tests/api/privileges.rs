@@ -121,6 +121,15 @@ async fn a_missing_database_is_created_only_when_allowed() {
         lines.iter().any(|l| l.contains("created the database")),
         "{lines:?}"
     );
+    // Open to its owner (and service role) alone: a role that could connect could listen to
+    // the change announcements.
+    let public_may_connect: bool =
+        sqlx::query_scalar("select has_database_privilege('public', $1, 'connect')")
+            .bind(&fresh)
+            .fetch_one(&db.pool().await)
+            .await
+            .expect("privileges");
+    assert!(!public_may_connect);
     // The second time PostgreSQL says it exists, and nothing asks for `postgres` at all.
     let (code, lines) = run(&["migrate"], &[("DATABASE_URL", &url)]);
     assert_eq!(code, Some(0), "{lines:?}");

@@ -816,3 +816,62 @@ async fn a_change_no_one_announced_still_arrives() {
     );
     assert_eq!(deleted["data"]["taskChanged"]["taskId"], announced.as_str());
 }
+
+#[tokio::test]
+async fn a_forged_announcement_delivers_nothing() {
+    let app = TestApp::spawn().await;
+    let alice = app.token_for("alice");
+    let bob = app.token_for("bob");
+    let mut socket = Socket::open(app.addr, Some(&alice)).await;
+    socket.subscribe("s", RESUME, json!({})).await;
+    let bobs = create(&app, &bob, "bob's").await;
+    // Any role that may connect may NOTIFY: a claim that alice's feed moved far ahead, and
+    // that alice was deleted with bob's task, in the channel's format.
+    let key = taskql::live::announce::feed_key("alice");
+    let epoch: i64 = sqlx::query_scalar("select sync_epoch from users where id = 'alice'")
+        .fetch_one(&app.db)
+        .await
+        .expect("alice's epoch");
+    let forged = json!({ "c": [[key, epoch, 1_000_000]],
+                         "g": [{ "k": key, "e": epoch, "v": 5, "t": [bobs] }] });
+    sqlx::query("select pg_notify('taskql_sync', $1)")
+        .bind(forged.to_string())
+        .execute(&app.db)
+        .await
+        .expect("notify");
+    // Alice's next event is her own next change: nothing of the forgery got through.
+    let hers = create(&app, &alice, "alice's").await;
+    let next = socket.next("s").await;
+    assert_eq!(
+        next["data"]["taskChanged"]["taskId"],
+        hers.as_str(),
+        "{next}"
+    );
+    assert_eq!(next["data"]["taskChanged"]["kind"], "CREATED");
+}
+
+#[tokio::test]
+async fn a_resumed_subscription_replays_by_itself_more_than_its_queue_holds() {
+    // No periodic check and no later write: the replay alone must bring every change, and
+    // more of them than a subscriber's queue holds (it is read a page at a time).
+    let app = TestApp::spawn_with(
+        TestConfig::new()
+            .set("SYNC_POLL", "0")
+            .set("WS_EVENT_BUFFER", "16"),
+    )
+    .await;
+    let token = app.token_for("rae");
+    let start = version(&app, &token).await;
+    for i in 0..300 {
+        create(&app, &token, &format!("made while away {i}")).await;
+    }
+    let mut socket = Socket::open(app.addr, Some(&token)).await;
+    resume(&mut socket, "r", json!({ "since": start })).await;
+    let mut replica = Replica::default();
+    let events = follow(&mut socket, "r", &mut replica, |replica, _| {
+        replica.tasks.len() == 300
+    })
+    .await;
+    assert_eq!(events.len(), 300);
+    assert_eq!(replica, server_state(&app, &token).await);
+}

@@ -216,3 +216,34 @@ async fn a_request_is_traced_from_the_callers_span_down_to_its_sql() {
             .any(|s| hex(&s.trace_id) == FAILING_TRACE && s.name == "request"),
     );
 }
+
+#[tokio::test]
+async fn without_tracing_a_callers_trace_id_is_logged_apart_never_taken_as_ours() {
+    let db = TestDb::create().await;
+    let (mut server, addr) = Process::serve(&db, &[]);
+    let claimed = "0af7651916cd43dd8448eb211c80319c";
+    let reply = TestApp::reply(
+        reqwest::Client::new()
+            .post(format!("http://{addr}/graphql"))
+            .header("traceparent", format!("00-{claimed}-b7ad6b7169203331-01"))
+            .header("x-request-id", "borrowed-trace")
+            .json(&serde_json::json!({ "query": "{ apiVersion }" })),
+    )
+    .await;
+    reply.ok();
+    let line = server.wait_for_line(Duration::from_secs(30), |line| {
+        line.contains("finished processing request") && line.contains("borrowed-trace")
+    });
+    assert!(
+        line.contains(&format!("\"caller_trace_id\":\"{claimed}\"")),
+        "{line}"
+    );
+    assert!(
+        !line.contains(&format!("\"trace_id\":\"{claimed}\"")),
+        "{line}"
+    );
+    assert!(
+        line.contains("\"trace_id\":\""),
+        "an id of taskql's own: {line}"
+    );
+}

@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use serde_json::json;
 
-use crate::common::{Process, TEST_SECRET, cluster, keys, post};
+use crate::common::{Process, TEST_SECRET, cluster, keys, post, skip};
 
 fn postmaster_pid(dir: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
@@ -71,7 +71,10 @@ fn stop(mut server: Process, dir: &Path) {
 #[tokio::test]
 async fn with_nothing_configured_serve_runs_a_private_cluster_and_stops_it() {
     if let Err(reason) = cluster::server_binaries().ok_or("no PostgreSQL server binaries") {
-        eprintln!("SKIPPED zero-setup test: {reason}");
+        skip(
+            "the zero-setup test needs the PostgreSQL server binaries",
+            reason,
+        );
         return;
     }
     // Short: the Unix socket lives in this directory, and socket paths are short.

@@ -12,11 +12,18 @@
 // document with graphql-js over the returned data: a null in a non-null position, or a
 // missing field, is an error there). The runner checks the process and its log afterwards.
 //
+// Then the WebSocket surface: sessions of random messages in random order (malformed JSON,
+// unknown types, subscribe before init, a second init, odd ids and payloads, binary and
+// oversize frames, tokens of every kind in `connection_init`). Every `error` message must
+// carry a code other than INTERNAL_SERVER_ERROR, every close a code the protocol defines, and
+// every session end within a bound.
+//
 //   node fuzz.mjs <graphql url> <schema.graphql> <secret>
-//   FUZZ_CASES (default 4000), FUZZ_SEED (default 1)
+//   FUZZ_CASES (default 4000), FUZZ_WS_SESSIONS (default 400), FUZZ_SEED (default 1)
 
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
 import {
   buildSchema, execute, getNamedType, isEnumType, isInputObjectType, isLeafType, isListType,
   isNonNullType, isObjectType, parse, validate,
@@ -342,6 +349,102 @@ async function send(n) {
   else checkBody(body, {}, label);
 }
 
+// ---- WebSocket sessions ------------------------------------------------------------------
+const wsSessions = Number(process.env.FUZZ_WS_SESSIONS ?? 400);
+// The close codes taskql sends (README, "The protocol"); 1005: a close frame without a code.
+const knownCloses = new Set([1000, 1001, 1005, 1009, 1013, 4400, 4401, 4403, 4406, 4408, 4409, 4429]);
+const closes = {};
+
+function wsMessage(initialised) {
+  const id = pick(['1', '2', '', 'x'.repeat(300), 42, null, '\u0000', '🦀']);
+  const op = operation();
+  const payloads = [
+    { query: op.query, variables: op.variables },
+    { query: mangle(op.query) },
+    { query: 'subscription { taskChanged { kind taskId version } }' },
+    { query: 'subscription($s: String) { taskChanged(since: $s) { kind version } }', variables: { s: pick(strings) } },
+    { query: 42 }, { variables: 'x' }, {}, null, [], 'query',
+    { query: '{ apiVersion }', extensions: { persistedQuery: { version: 1, sha256Hash: 'x' } } },
+  ];
+  const auth = token();
+  const messages = [
+    () => ({ type: 'connection_init', payload: pick([{}, null, 'x', [], { authorization: auth === null ? null : `Bearer ${auth}` }, { Authorization: 42 }]) }),
+    () => ({ type: 'subscribe', id, payload: pick(payloads) }),
+    () => ({ type: 'start', id, payload: pick(payloads) }),
+    () => ({ type: 'complete', id }),
+    () => ({ type: 'stop', id }),
+    () => ({ type: 'ping', payload: pick([undefined, {}, 'x', { a: 'b'.repeat(100) }]) }),
+    () => ({ type: 'pong' }),
+    () => ({ type: 'connection_terminate' }),
+    () => ({ type: pick(['next', 'error', 'ka', 'data', 'unknown', '', null, 7]), id }),
+    () => pick([[], 'text', 42, null, { payload: {} }]),
+  ];
+  const raw = [
+    () => '{',
+    () => 'not json',
+    () => '{"type":"subscribe","type":"ping"}',
+    () => JSON.stringify({ type: 'subscribe', id: '1', payload: { query: `{ ${'a { '.repeat(200)}` } }),
+    () => Buffer.from([1, 2, 3]),
+    () => 'x'.repeat(70 * 1024),
+  ];
+  if (chance(0.15)) return pick(raw)();
+  if (!initialised && chance(0.5)) return JSON.stringify(messages[0]());
+  return JSON.stringify(pick(messages)());
+}
+
+/** One session: open, send a few random messages, then end it; resolves with how it ended. */
+function session(n) {
+  const protocol = pick(['graphql-transport-ws', 'graphql-transport-ws', 'graphql-ws', 'nonsense', undefined]);
+  return new Promise((resolve) => {
+    const socket = new WebSocket(url.replace(/^http/, 'ws'), protocol === undefined ? [] : [protocol]);
+    let initialised = false;
+    let sent = 0;
+    const total = 1 + int(8);
+    // A bound on the session, not a synchronisation: every session ends by itself.
+    const timer = setTimeout(() => { socket.terminate(); resolve('timeout'); }, 3000);
+    const next = () => {
+      if (sent >= total || socket.readyState !== WebSocket.OPEN) {
+        socket.close(1000);
+        return;
+      }
+      sent += 1;
+      const message = wsMessage(initialised);
+      if (typeof message === 'string' && message.includes('"connection_init"')) initialised = true;
+      socket.send(message, () => setImmediate(next));
+    };
+    socket.on('open', next);
+    socket.on('message', (data) => {
+      let message;
+      try {
+        message = JSON.parse(String(data));
+      } catch {
+        fail('a WebSocket message that is not JSON', `session ${n}: ${String(data).slice(0, 200)}`);
+        return;
+      }
+      const errors = message.type === 'error' ? message.payload : message.payload?.errors;
+      for (const error of Array.isArray(errors) ? errors : []) {
+        const code = error?.extensions?.code;
+        if (!code) fail('a WebSocket error without a code', `session ${n}: ${JSON.stringify(message).slice(0, 300)}`);
+        if (code === 'INTERNAL_SERVER_ERROR') fail('an internal error over WebSocket', `session ${n}: ${JSON.stringify(message).slice(0, 300)}`);
+      }
+    });
+    socket.on('unexpected-response', (_request, response) => {
+      clearTimeout(timer);
+      if (response.statusCode >= 500 && response.statusCode !== 503) fail('5xx at the WebSocket upgrade', `session ${n}: ${response.statusCode}`);
+      resolve(`http ${response.statusCode}`);
+    });
+    socket.on('error', () => {});
+    socket.on('close', (code) => {
+      clearTimeout(timer);
+      closes[code] = (closes[code] ?? 0) + 1;
+      // 1006: the connection ended without a close frame: after `connection_terminate` (the
+      // legacy protocol's goodbye), or when both sides close at once.
+      if (!knownCloses.has(code) && code !== 1006) fail('an unknown close code', `session ${n}: ${code}`);
+      resolve(code);
+    });
+  });
+}
+
 const started = Date.now();
 for (let n = 1; n <= cases; n += 1) {
   try {
@@ -350,8 +453,16 @@ for (let n = 1; n <= cases; n += 1) {
     fail('request failed', `case ${n}: ${error.message}`);
   }
 }
+const timeouts = [];
+for (let n = 1; n <= wsSessions; n += 1) {
+  const ended = await session(n);
+  if (ended === 'timeout') timeouts.push(n);
+}
+// The server still answers after it all.
+const alive = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ apiVersion }"}' });
+if (alive.status !== 200) fail('the server no longer answers', String(alive.status));
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`fuzz: ${cases} cases (seed ${seed}) in ${seconds} s; statuses ${JSON.stringify(statuses)}`);
+console.log(`fuzz: ${cases} cases and ${wsSessions} WebSocket sessions (seed ${seed}) in ${seconds} s; statuses ${JSON.stringify(statuses)}; closes ${JSON.stringify(closes)}; sessions cut at 3 s: ${timeouts.length}`);
 if (failures.length) {
   console.log(failures.slice(0, 50).join('\n'));
   console.log(`fuzz: ${failures.length} failures`);

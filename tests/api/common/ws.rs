@@ -57,6 +57,47 @@ impl Socket {
         Self::connect_with(addr, Some("graphql-transport-ws")).await
     }
 
+    /// Connects with extra handshake headers (`Origin`, `X-Forwarded-For`, …).
+    pub async fn connect_with_headers(addr: SocketAddr, headers: &[(&str, &str)]) -> Self {
+        match Self::try_connect(addr, headers).await {
+            Ok(socket) => socket,
+            Err(status) => panic!("the WebSocket handshake was refused with {status}"),
+        }
+    }
+
+    /// Tries the handshake with extra headers; the HTTP status when it is refused.
+    pub async fn try_connect(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Self, u16> {
+        let mut request = format!("ws://{addr}/graphql")
+            .into_client_request()
+            .expect("a request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .expect("a header name"),
+                HeaderValue::from_str(value).expect("a header value"),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, response)) => Ok(Self {
+                stream,
+                protocol: response
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                ended: None,
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(err) => panic!("the WebSocket handshake failed: {err}"),
+        }
+    }
+
     /// Connects and completes `connection_init` with `token` (anonymous if `None`).
     pub async fn open(addr: SocketAddr, token: Option<&str>) -> Self {
         let mut socket = Self::connect(addr).await;
@@ -133,6 +174,29 @@ impl Socket {
         assert_eq!(message["type"], "next", "{message}");
         assert_eq!(message["id"], id, "{message}");
         message["payload"].clone()
+    }
+
+    /// Closes the connection from the client's side and waits for the server's answer.
+    pub async fn send_close(&mut self) {
+        let _ = self.stream.close(None).await;
+        let _ = self.closed().await;
+    }
+
+    /// Reads everything without ever answering a `ping` (a client whose network went away,
+    /// or that hangs) until the server closes the connection; returns the close frame.
+    pub async fn silent_until_closed(&mut self, patience: Duration) -> Closed {
+        loop {
+            let message = tokio::time::timeout(patience, self.stream.next())
+                .await
+                .expect("the server closes the connection in time");
+            match message {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Some(Ok(_)) => {}
+            }
+        }
     }
 
     /// Reads until the server closes the connection and returns its close frame.
