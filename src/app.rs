@@ -15,7 +15,7 @@ use crate::{
     graphql::{self, apq::MemoryStore, cursor::CursorKeys, pipeline::Executor},
     http::{
         self, AppState, Shared,
-        limits::{Holdings, InFlight},
+        admission::{Holdings, InFlight},
         rate_limit::RateLimit,
         ws::Sockets,
     },

@@ -30,9 +30,9 @@ use uuid::Uuid;
 
 use super::{
     AppState,
-    graphql::{admit, error, internal_error, unauthorized, unavailable},
-    limits::{Held, Place},
+    admission::{Held, Place, admit},
     negotiate::MediaType,
+    reply::{error, internal_error, unauthorized, unavailable},
 };
 use crate::{
     auth::UserId,

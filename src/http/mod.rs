@@ -1,25 +1,31 @@
 //! The HTTP surface: routes, the middleware every request passes, and the shared state
 //! handed to handlers.
 //!
-//! - [`graphql`]: `GET`/`POST /graphql`, GraphQL over HTTP (negotiation, status codes, batches).
+//! - [`admission`]: who may run what, for every transport: the caller's token, their rate,
+//!   and what they hold at once (places in flight, sockets, downloads).
+//! - [`params`]: a request's GraphQL parameters, from a POST body, a GET query string or a
+//!   WebSocket `subscribe` payload.
+//! - [`reply`]: every response the HTTP layer builds: an operation's status, every refusal.
+//! - [`graphql`]: the `GET`/`POST /graphql` handlers (GraphQL over HTTP, batches).
 //! - [`negotiate`]: `Accept` parsing for GraphQL responses and the playground.
 //! - [`export`]: `GET /export`, a user's own data as one streamed download.
 //! - [`graphiql`]: the self-hosted GraphiQL page and its assets.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`json`]: strict JSON for request bodies (no repeated keys).
-//! - [`limits`]: what one client may hold at once (places in flight, sockets, downloads).
 //! - [`rate_limit`]: the per-caller request budget.
 //! - `/metrics`: the Prometheus exposition (here, or alone on `METRICS_ADDR`).
 //! - [`ws`]: GraphQL over WebSocket (`graphql-transport-ws`, legacy `graphql-ws`) on `/graphql`.
 
+pub mod admission;
 pub mod export;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
 pub mod json;
-pub mod limits;
 pub mod negotiate;
+pub mod params;
 pub mod rate_limit;
+pub mod reply;
 pub mod ws;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
@@ -66,9 +72,9 @@ pub struct Shared {
     pub rate_limit: rate_limit::RateLimit,
     pub sockets: ws::Sockets,
     /// `MAX_IN_FLIGHT`: one cap over every operation, whichever transport brought it.
-    pub in_flight: limits::InFlight,
+    pub in_flight: admission::InFlight,
     /// Downloads (`/export`) running, one per user.
-    pub downloads: limits::Holdings,
+    pub downloads: admission::Holdings,
 }
 
 impl Deref for AppState {
@@ -208,14 +214,14 @@ async fn observe(request: Request<Body>, next: Next) -> Response<Body> {
 /// overload a quick "try again" serves clients better than a queue whose every request
 /// times out, and it keeps memory bounded. Probes (`/healthz`, `/readyz`) are not counted.
 async fn shed_load(
-    State(in_flight): State<limits::InFlight>,
+    State(in_flight): State<admission::InFlight>,
     request: Request<Body>,
     next: Next,
 ) -> Response<Body> {
     let Some(_place) = in_flight.enter() else {
         tracing::warn!("too many requests in flight; shedding load");
         crate::metrics::get().load_shed(crate::metrics::Transport::Http);
-        return graphql::unavailable(
+        return reply::unavailable(
             negotiate::MediaType::Json,
             "The server is at capacity; retry after the time in the Retry-After header.",
             1,
@@ -310,5 +316,5 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Bo
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
-    graphql::internal_error(&format!("handler panicked: {detail}"))
+    reply::internal_error(&format!("handler panicked: {detail}"))
 }
