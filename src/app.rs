@@ -9,9 +9,9 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 use crate::{
+    auth::AuthMode,
     auth::Verifier,
-    config::{AuthMode, Config, Pooler},
-    db::{self, Database, health::Health, users::SyncedUsers},
+    db::{self, Database, Pooler, health::Health, users::SyncedUsers},
     graphql::{self, apq::MemoryStore, cursor::CursorKeys, pipeline::Executor},
     http::{
         self, AppState, Shared,
@@ -20,6 +20,7 @@ use crate::{
         ws::Sockets,
     },
     live::{self, Hub},
+    settings::Config,
 };
 
 /// How many users' sync state one process remembers (a few dozen bytes each).
@@ -80,11 +81,7 @@ impl App {
             );
         }
         let cursor_keys = cursor_keys(&config, &verifier)?;
-        let hub = Hub::new(
-            pool.clone(),
-            config.subscriptions.per_user,
-            config.subscriptions.event_buffer,
-        );
+        let hub = Hub::new(pool.clone(), config.live.per_user, config.live.event_buffer);
         let shutdown = tokio_util::sync::CancellationToken::new();
         // Listening starts before the port opens, so no announcement of a commit made after
         // a subscription was acknowledged can be missed (a missed one would only be late).
@@ -92,12 +89,12 @@ impl App {
             tokio::spawn(live::listener::run(
                 config.database.listen_options.clone(),
                 Arc::clone(&hub),
-                config.subscriptions.sync_poll,
+                config.live.sync_poll,
                 shutdown.clone(),
             )),
             tokio::spawn(live::retention::run(
                 pool.clone(),
-                config.subscriptions.sync_retention,
+                config.live.sync_retention,
                 shutdown.clone(),
             )),
         ];
@@ -117,9 +114,9 @@ impl App {
             .await
             .with_context(|| format!("could not listen on {}", config.http.addr))?;
         let metrics = crate::metrics::get();
-        metrics.set_operation_names(&config.observability.operation_names);
+        metrics.set_operation_names(&config.metrics.operation_names);
         metrics.watch_pool(&pool, config.database.pool_size);
-        let metrics_listener = match config.observability.metrics_addr {
+        let metrics_listener = match config.metrics.addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
@@ -127,14 +124,16 @@ impl App {
             ),
             None => None,
         };
-        let sockets = Sockets::new(&config.subscriptions, shutdown.clone());
+        let sockets = Sockets::new(&config.http.websocket, shutdown.clone());
         let drain = config.http.request_timeout + std::time::Duration::from_secs(2);
         let state = AppState::new(Shared {
-            rate_limit: RateLimit::new(&config.rate_limit),
-            in_flight: InFlight::new(config.rate_limit.max_in_flight),
+            rate_limit: RateLimit::new(&config.http.rate_limit),
+            in_flight: InFlight::new(config.http.rate_limit.max_in_flight),
             downloads: Holdings::new(1),
             sockets: sockets.clone(),
-            config,
+            metrics_here: config.metrics.addr.is_none(),
+            auth: config.auth.clone(),
+            config: config.http,
             db: Database {
                 pool: pool.clone(),
                 health,

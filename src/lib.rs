@@ -1,8 +1,14 @@
 //! taskql: a GraphQL API for a multi-user task application, on PostgreSQL.
 //!
-//! Requests flow one way: HTTP → GraphQL → database. Nothing below imports from above.
+//! Data flows one way: `main` → [`cli`] → [`app`] → [`http`] → [`graphql`] → [`live`] →
+//! [`db`] → [`auth`] → [`domain`], each importing only rooms after it; [`config`],
+//! [`error`], [`metrics`] and [`telemetry`] are the ground floor every room may use. Nothing
+//! below `http` and `graphql` imports axum or async-graphql, and `db` takes a `UserId` only
+//! `auth` can mint.
 //!
-//! - [`config`]: every setting, its environment variable, default and validation.
+//! - [`settings`]: every setting, gathered from the rooms that declare them, and the rules
+//!   that span rooms.
+//! - [`config`]: what settings are made of (value parsers, reading, the error they make).
 //! - [`telemetry`]: the logging subscriber (and traces).
 //! - [`metrics`]: what the process counts, exposed at `/metrics`.
 //! - [`app`]: start-up (database, migrations, verifier, listener) and graceful shutdown.
@@ -13,7 +19,7 @@
 //! - [`domain`]: validated task values, filters and orders.
 //! - [`db`]: the pool, migrations, and every SQL statement.
 //! - [`error`]: the application error type.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line, and what each command does.
 
 pub mod app;
 pub mod auth;
@@ -26,4 +32,5 @@ pub mod graphql;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod settings;
 pub mod telemetry;

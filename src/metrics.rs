@@ -20,6 +20,48 @@ use prometheus_client::{
 };
 use sqlx::PgPool;
 
+/// Where `/metrics` is served and which operation names get series of their own.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsSettings {
+    /// Serve /metrics only on this address (e.g. 127.0.0.1:9100), not on the API's port.
+    #[arg(long, env = "METRICS_ADDR", value_parser = metrics_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Comma-separated operation names that get metric series of their own (default: the
+    /// first 100 that ran with a verified token).
+    #[arg(long, env = "METRICS_OPERATION_NAMES")]
+    pub metrics_operation_names: Option<String>,
+}
+
+/// What [`MetricsSettings`] become.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// `METRICS_ADDR`: when set, `/metrics` is served only on this address, not on the API's.
+    pub addr: Option<std::net::SocketAddr>,
+    /// `METRICS_OPERATION_NAMES`: the operation names that get series of their own; empty:
+    /// the first ones seen, up to [`MAX_OPERATION_NAMES`].
+    pub operation_names: Vec<String>,
+}
+
+impl From<MetricsSettings> for MetricsConfig {
+    fn from(settings: MetricsSettings) -> Self {
+        Self {
+            addr: settings.metrics_addr,
+            operation_names: settings
+                .metrics_operation_names
+                .as_deref()
+                .map(|raw| crate::config::items(raw).map(str::to_owned).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn metrics_addr(raw: &str) -> Result<std::net::SocketAddr, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| "expected an address and port such as 127.0.0.1:9100".to_owned())
+}
+
 /// How many distinct operation names get a series of their own when no list is configured:
 /// the first ones seen among operations that ran. Enough for a real frontend's documents;
 /// a client inventing names cannot grow the exposition past it.

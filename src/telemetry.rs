@@ -37,7 +37,81 @@ use tracing_subscriber::{
     EnvFilter, Layer, filter::filter_fn, fmt, layer::Context, prelude::*, registry::LookupSpan,
 };
 
-use crate::config::{LogFormat, ObservabilityConfig};
+/// The logs' and traces' settings.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Logs and traces")]
+pub struct TelemetrySettings {
+    /// pretty, json, or auto (pretty on a terminal, JSON otherwise). Logs go to stderr; their
+    /// filter is RUST_LOG (EnvFilter syntax).
+    #[arg(long, env = "LOG_FORMAT", default_value = "auto", value_parser = log_format)]
+    pub log_format: LogFormat,
+    /// Export traces over OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318); unset: no
+    /// tracing.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = otlp_endpoint)]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// The traces' service.name.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "taskql")]
+    pub otel_service_name: String,
+}
+
+/// Logs and traces (README: "Observability"). The default: logs by `LOG_FORMAT`, no traces.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: where spans go (OTLP over HTTP); unset: no tracing.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`: the `service.name` of the spans.
+    pub service_name: String,
+}
+
+impl From<TelemetrySettings> for TelemetryConfig {
+    fn from(settings: TelemetrySettings) -> Self {
+        Self {
+            log_format: settings.log_format,
+            otlp_endpoint: settings.otel_exporter_otlp_endpoint,
+            service_name: settings.otel_service_name,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, coloured: for a terminal.
+    Pretty,
+    /// One JSON object per line: for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// Pretty for a person at a terminal, JSON for everything else (containers, CI, files).
+    fn detect() -> Self {
+        use std::io::IsTerminal;
+        if std::io::stdout().is_terminal() {
+            Self::Pretty
+        } else {
+            Self::Json
+        }
+    }
+}
+
+fn log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        "auto" => Ok(LogFormat::detect()),
+        _ => Err("expected one of auto, pretty, json".to_owned()),
+    }
+}
+
+fn otlp_endpoint(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw.starts_with("http://") || raw.starts_with("https://") {
+        Ok(raw.trim_end_matches('/').to_owned())
+    } else {
+        Err("expected an http(s) URL such as http://127.0.0.1:4318".to_owned())
+    }
+}
 
 /// The tracer of the statement spans, set when traces are exported.
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -78,11 +152,11 @@ pub const REQUEST_SPAN: &str = "request";
 /// Installs the global subscriber (and, when configured, the trace exporter). Call once,
 /// before anything logs and before the async runtime starts (the exporter's HTTP client
 /// runs on a thread of its own).
-pub fn init(format: LogFormat, observability: &ObservabilityConfig) -> anyhow::Result<Telemetry> {
+pub fn init(config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let provider = match &observability.otlp_endpoint {
-        Some(endpoint) => Some(tracer_provider(endpoint, &observability.service_name)?),
+    let provider = match &config.otlp_endpoint {
+        Some(endpoint) => Some(tracer_provider(endpoint, &config.service_name)?),
         None => None,
     };
     // Each layer filters for itself: the log's filter must not hide from the statement count
@@ -103,7 +177,7 @@ pub fn init(format: LogFormat, observability: &ObservabilityConfig) -> anyhow::R
             }))
     });
     let registry = tracing_subscriber::registry().with(statements).with(otel);
-    match format {
+    match config.log_format {
         LogFormat::Pretty => registry
             .with(
                 fmt::layer()

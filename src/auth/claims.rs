@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
+use super::AuthConfig;
 use super::AuthError;
-use crate::config::AuthConfig;
 
 /// What a token must satisfy besides its signature.
 #[derive(Debug)]

@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
+use super::Secret;
 use super::claims;
-use crate::config::Secret;
 
 /// Reads the development secret, creating the file with a fresh random one if missing.
 pub async fn load_or_create_secret(path: &Path) -> anyhow::Result<Secret> {

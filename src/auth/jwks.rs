@@ -40,8 +40,6 @@ pub struct JwksCache {
     /// that budget: a rotation just after one must not be refused for a whole interval.
     last_on_demand: Mutex<Option<Instant>>,
     min_refetch: Duration,
-    /// How many fetches were attempted; exposed for operators and tests.
-    fetches: std::sync::atomic::AtomicU64,
     /// Counts changes of the key set (a key added or retired), so that tokens verified
     /// earlier are checked again against the keys as they now are.
     generation: std::sync::atomic::AtomicU64,
@@ -79,7 +77,6 @@ impl JwksCache {
             keys: RwLock::new(None),
             last_on_demand: Mutex::new(None),
             min_refetch,
-            fetches: std::sync::atomic::AtomicU64::new(0),
             generation: std::sync::atomic::AtomicU64::new(0),
         });
         // The task holds a weak reference so that dropping the verifier (in tests, or at
@@ -98,11 +95,6 @@ impl JwksCache {
             }
         });
         Ok(cache)
-    }
-
-    /// How many JWKS fetches this cache has attempted.
-    pub fn fetch_count(&self) -> u64 {
-        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Which key set is current; changes whenever a key is added or retired.
@@ -170,8 +162,6 @@ impl JwksCache {
             }
             *last_on_demand = Some(Instant::now());
         }
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.fetch().await {
             Ok(keys) => {
                 tracing::debug!(url = %self.url, keys = keys.len(), "fetched the JWKS");

@@ -2,14 +2,15 @@
 //!
 //! Better Auth (the TypeScript framework that owns sign-up and sessions) issues the tokens;
 //! this module verifies them and turns their claims into an [`Identity`]. It knows nothing of
-//! HTTP or GraphQL: the HTTP layer hands it the bearer string, a future WebSocket transport
-//! will hand it the `connection_init` payload's token, and both get the same answer.
+//! HTTP or GraphQL: the HTTP layer hands it the bearer string, the WebSocket transport the
+//! `connection_init` payload's token, and both get the same answer.
 //!
 //! - [`jwks`]: the JWKS key cache (asymmetric algorithms, rotation, rate-limited refetch).
 //! - [`cache`]: tokens already verified, until they expire or the keys change.
 //! - [`claims`]: the registered-claim checks (`exp`, `nbf`, `iat`, `iss`, `aud`, `sub`).
 //! - [`keys`]: JWK → verification key, and signature checks for each accepted algorithm.
 //! - [`dev`]: the development secret and token minting for `taskql token`.
+//! - [`settings`]: the verification mode and its settings (`AUTH_*`), and [`Secret`].
 //!
 //! [`UserId`] can only be made here, from a verified `sub`, so any function that asks for a
 //! `&UserId` is known to run on behalf of a verified caller.
@@ -19,14 +20,15 @@ pub mod claims;
 pub mod dev;
 pub mod jwks;
 pub mod keys;
+pub mod settings;
 
 use std::{fmt, sync::Arc};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 
-use crate::config::{AuthConfig, AuthMode, Secret};
 use keys::Alg;
+pub use settings::{AuthConfig, AuthMode, AuthSettings, Secret};
 
 /// The verified id of the calling user: Better Auth's user id, the token's `sub`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -248,14 +250,6 @@ impl Verifier {
     /// The secret tokens are signed with, in development mode only.
     pub fn development_secret(&self) -> Option<&Secret> {
         self.development_secret.as_ref()
-    }
-
-    /// How many times the JWKS was fetched (JWKS mode), for operators and tests.
-    pub fn jwks_fetch_count(&self) -> Option<u64> {
-        match &self.keys {
-            KeySource::Jwks(cache) => Some(cache.fetch_count()),
-            KeySource::Hs256(_) => None,
-        }
     }
 
     /// Checks `token` completely: algorithm against the mode and the key, signature, then

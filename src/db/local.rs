@@ -17,7 +17,28 @@ use std::{
 use anyhow::{Context as _, bail};
 use sqlx::{ConnectOptions as _, Connection as _, postgres::PgConnectOptions};
 
-use crate::config::{DatabaseConfig, LocalPostgres, running_as_root};
+use super::settings::{DatabaseConfig, LocalPostgres};
+
+/// Whether this process runs as root: `/proc/self` belongs to the effective user.
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+/// Where a private cluster keeps its data unless `LOCAL_POSTGRES_DIR` says otherwise: the
+/// user's data directory (XDG), or `/var/lib/taskql` for root, since PostgreSQL then runs as
+/// the `postgres` user, who cannot enter root's home.
+pub fn default_dir() -> PathBuf {
+    if running_as_root() {
+        return PathBuf::from("/var/lib/taskql/postgres");
+    }
+    let set = |var: &str| std::env::var_os(var).filter(|value| !value.is_empty());
+    set("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| set("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("taskql/postgres")
+}
 
 /// The longest a Unix socket path may be (`sun_path`, with its terminating NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -47,7 +68,10 @@ impl LocalCluster {
         }
         let cluster = tokio::task::spawn_blocking({
             let dir = config.local_dir.clone();
-            let search_path = config.search_path.clone();
+            // The process's own PATH: where the server binaries are looked for first.
+            let search_path: Vec<PathBuf> = std::env::var_os("PATH")
+                .map(|path| std::env::split_paths(&path).collect())
+                .unwrap_or_default();
             move || Self::start(dir, &search_path)
         })
         .await

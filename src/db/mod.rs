@@ -1,6 +1,7 @@
 //! PostgreSQL: the connection pool, the embedded migrations, and (in the submodules) every
 //! SQL statement the application runs, one file per table; also [`backup`] (logical backups
-//! and their verified restore) and [`local`] (the private cluster of a zero-setup first run).
+//! and their verified restore), [`local`] (the private cluster of a zero-setup first run) and
+//! [`settings`] (where PostgreSQL is, and the pool's size).
 //!
 //! Nothing outside this module writes SQL. Functions here take the caller's `UserId` as a
 //! required argument wherever user data is touched, and take `impl PgExecutor` so that the
@@ -10,6 +11,7 @@ pub mod backup;
 pub mod changes;
 pub mod health;
 pub mod local;
+pub mod settings;
 pub mod tasks;
 pub mod users;
 
@@ -22,7 +24,7 @@ use sqlx::{
     postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
 
-use crate::config::{DatabaseConfig, Pooler};
+pub use settings::{DatabaseConfig, DatabaseSettings, LocalPostgres, Pooler};
 
 /// What the request path needs of the database: the pool, what is known of its health, and
 /// the users this process has already synced. Cheap to clone.

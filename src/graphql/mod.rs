@@ -19,6 +19,8 @@
 //! - [`cursor`]: opaque keyset cursors, sealed with a server key.
 //! - [`inputs`]: filter, order and mutation inputs, parsed into `domain` values.
 //! - [`scalars`]: the `DateTime` scalar.
+//! - [`traced`]: resolver spans, installed only when traces are exported.
+//! - [`settings`]: the limits a document must keep, introspection, cursor keys.
 
 pub mod apq;
 pub mod connection;
@@ -31,6 +33,7 @@ pub mod nesting;
 pub mod nulls;
 pub mod pipeline;
 pub mod scalars;
+pub mod settings;
 pub mod shape;
 pub mod subscription;
 pub mod task;
@@ -44,7 +47,9 @@ use std::sync::Arc;
 use async_graphql::{MergedObject, Object, Schema};
 use sqlx::PgPool;
 
-use crate::{config::GraphQLConfig, live::Hub};
+use crate::live::Hub;
+
+pub use settings::GraphQLConfig;
 
 pub use subscription::Subscription;
 

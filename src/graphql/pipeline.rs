@@ -22,6 +22,7 @@ use serde_json::{Map, Value as Json};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use super::GraphQLConfig;
 use super::{
     AppSchema, apq, cost,
     document::{self, count_aliases, select_operation, uses_introspection},
@@ -31,7 +32,7 @@ use super::{
     validate,
     viewer::Viewer,
 };
-use crate::{config::GraphQLConfig, db::health::Health, live::Link};
+use crate::{db::health::Health, live::Link};
 
 /// The parameters of one GraphQL request, as the GraphQL-over-HTTP spec names them, after
 /// the transport has checked their JSON types.

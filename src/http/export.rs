@@ -90,7 +90,7 @@ pub async fn export(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return response;
     };
-    let holding = Holding::new((place, slot), state.config.http.export_timeout);
+    let holding = Holding::new((place, slot), state.config.export_timeout);
     let user = match viewer.own_row().await {
         Ok(user) => user,
         Err(err) => return failure(&err),

@@ -51,7 +51,7 @@ pub async fn get(
     let Some(media) = negotiate::response_type(&headers) else {
         return not_acceptable();
     };
-    let deadline = Instant::now() + state.config.http.request_timeout;
+    let deadline = Instant::now() + state.config.request_timeout;
     let params = match params::from_query_string(query.as_deref().unwrap_or_default()) {
         Ok(params) => params,
         Err(message) => {
@@ -86,7 +86,7 @@ pub async fn post(
     let Some(media) = negotiate::response_type(&headers) else {
         return not_acceptable();
     };
-    let deadline = Instant::now() + state.config.http.request_timeout;
+    let deadline = Instant::now() + state.config.request_timeout;
     if !params::is_json_content(&headers) {
         return error(
             media,
@@ -99,7 +99,7 @@ pub async fn post(
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
-    let body = match params::read_body(body, state.config.http.max_body_bytes, media).await {
+    let body = match params::read_body(body, state.config.max_body_bytes, media).await {
         Ok(body) => body,
         Err(response) => return response,
     };

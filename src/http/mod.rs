@@ -13,6 +13,7 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`json`]: strict JSON for request bodies (no repeated keys).
 //! - [`rate_limit`]: the per-caller request budget.
+//! - [`settings`]: where the server listens, request and WebSocket limits, the budget.
 //! - `/metrics`: the Prometheus exposition (here, or alone on `METRICS_ADDR`).
 //! - [`ws`]: GraphQL over WebSocket (`graphql-transport-ws`, legacy `graphql-ws`) on `/graphql`.
 
@@ -26,6 +27,7 @@ pub mod negotiate;
 pub mod params;
 pub mod rate_limit;
 pub mod reply;
+pub mod settings;
 pub mod ws;
 
 use std::{ops::Deref, sync::Arc, time::Duration};
@@ -53,8 +55,7 @@ use tower_http::{
 use tracing::Level;
 
 use crate::{
-    auth::{Verifier, dev},
-    config::Config,
+    auth::{AuthConfig, Verifier, dev},
     db::Database,
     graphql::pipeline::Executor,
 };
@@ -65,7 +66,11 @@ pub struct AppState(Arc<Shared>);
 
 #[derive(Debug)]
 pub struct Shared {
-    pub config: Config,
+    pub config: settings::HttpConfig,
+    /// The token rules, for the playground's development token.
+    pub auth: AuthConfig,
+    /// Whether `/metrics` is served on the API's port (no `METRICS_ADDR`).
+    pub metrics_here: bool,
     pub db: Database,
     pub executor: Arc<Executor>,
     pub verifier: Verifier,
@@ -98,8 +103,8 @@ impl AppState {
             email: "dev@example.com".to_owned(),
             name: Some("Developer".to_owned()),
             ttl: Duration::from_secs(12 * 3600),
-            issuer: self.config.auth.issuer.clone(),
-            audience: self.config.auth.audience.clone(),
+            issuer: self.auth.issuer.clone(),
+            audience: self.auth.audience.clone(),
         };
         dev::mint(secret, &request)
             .inspect_err(|err| tracing::warn!(error = %err, "could not mint a playground token"))
@@ -109,9 +114,9 @@ impl AppState {
 
 /// The whole application as one `Router`, middleware included.
 pub fn router(state: AppState) -> Router {
-    let timeout = state.config.http.request_timeout;
-    let cors = cors(&state.config.http.cors_allowed_origins);
-    let metrics_here = state.config.observability.metrics_addr.is_none();
+    let timeout = state.config.request_timeout;
+    let cors = cors(&state.config.cors_allowed_origins);
+    let metrics_here = state.metrics_here;
     // One cap over every route that runs database work (`/export` takes its place itself and
     // keeps it while its body streams; WebSocket operations take one each).
     let routes = Router::new()

@@ -23,7 +23,9 @@ use std::{
 use axum::http::HeaderMap;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock as _};
 
-use crate::config::{Cidr, RateLimitConfig};
+use ipnet::IpNet;
+
+use super::settings::RateLimitConfig;
 
 /// Keys the table may hold before idle ones are dropped at once rather than at the next
 /// minute's sweep: an attacker rotating addresses fills it no faster than it is emptied.
@@ -107,8 +109,15 @@ impl RateLimit {
 /// `[2001:db8::1]:4711`), brackets, spaces. A hop that is no address (`unknown`, bytes that
 /// are not text) is skipped rather than making the whole header unreadable, which would charge
 /// every client behind the proxy to the proxy's one address.
-pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|cidr| cidr.contains(ip));
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| {
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        trusted.iter().any(|net| net.contains(&ip))
+    };
     if !is_trusted(peer) {
         return peer;
     }
@@ -187,7 +196,7 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_count_only_behind_trusted_proxies() {
-        let proxies: Vec<Cidr> = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
         let proxy: IpAddr = "10.0.0.5".parse().expect("ip");
         let stranger: IpAddr = "203.0.113.9".parse().expect("ip");
         let spoofed = headers("1.1.1.1, 198.51.100.7");
@@ -213,7 +222,7 @@ mod tests {
 
     #[test]
     fn every_shape_of_a_forwarded_hop_is_read_and_bad_hops_are_skipped() {
-        let proxies: Vec<Cidr> = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
         let proxy: IpAddr = "10.0.0.5".parse().expect("ip");
         let client = |xff: &str| client_addr(proxy, &headers(xff), &proxies).to_string();
         assert_eq!(client("198.51.100.7:4711"), "198.51.100.7");

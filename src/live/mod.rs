@@ -50,6 +50,7 @@ mod feed;
 mod follow;
 pub mod listener;
 pub mod retention;
+pub mod settings;
 pub mod version;
 
 use std::{

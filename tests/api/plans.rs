@@ -5,8 +5,8 @@
 use serde_json::Value;
 use sqlx::{PgPool, QueryBuilder};
 use taskql::{
+    auth::{AuthConfig, AuthMode, Secret},
     auth::{UserId, Verifier},
-    config::{AuthConfig, AuthMode, Secret},
     db,
     domain::query::{Direction, Filter, Order, PageRequest, SortField, SortKey},
 };

@@ -112,7 +112,7 @@ impl Connection {
         places: (OwnedSemaphorePermit, Held),
     ) -> Self {
         let (outbox, inbox) = mpsc::channel(OUTBOX);
-        let init_timeout = state.config.subscriptions.init_timeout;
+        let init_timeout = state.config.websocket.init_timeout;
         let now = Instant::now();
         Self {
             state,
@@ -152,7 +152,7 @@ impl Connection {
 
     /// Serves until the connection should end; the close to send, if any.
     async fn serve(&mut self, socket: &mut WebSocket) -> Option<Close> {
-        let limits = self.state.config.subscriptions.clone();
+        let limits = self.state.config.websocket.clone();
         let shutdown = self.state.sockets.shutdown.clone();
         let mut keepalive = (!limits.keepalive.is_zero()).then(|| {
             let first = Instant::now()
@@ -366,7 +366,7 @@ impl Connection {
             );
             return send(socket, &refusal).await;
         };
-        let limit = self.state.config.subscriptions.per_connection;
+        let limit = self.state.config.websocket.per_connection;
         if self.operations.len() >= limit {
             let refusal = ServerMessage::refusal(
                 id,
@@ -411,7 +411,7 @@ impl Connection {
             .sockets
             .serials
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let timeout = self.state.config.http.request_timeout;
+        let timeout = self.state.config.request_timeout;
         let (link, settled) = Link::new(Arc::clone(&self.overflow));
         let now = Instant::now();
         let cx = Context {

@@ -61,8 +61,8 @@ use super::{
     reply::{error, rate_limited, unavailable},
 };
 use crate::{
-    config::SubscriptionConfig,
     graphql::error::ErrorCode,
+    http::settings::WebSocketConfig,
     metrics::{self, Transport},
 };
 
@@ -84,7 +84,7 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    pub fn new(limits: &SubscriptionConfig, shutdown: tokio_util::sync::CancellationToken) -> Self {
+    pub fn new(limits: &WebSocketConfig, shutdown: tokio_util::sync::CancellationToken) -> Self {
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
             clients: Holdings::new(limits.max_connections_per_client),
@@ -146,7 +146,7 @@ pub async fn upgrade(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return response;
     };
-    let limits = &state.config.subscriptions;
+    let limits = &state.config.websocket;
     let upgrade = upgrade
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .max_message_size(limits.max_message_bytes)
@@ -183,7 +183,7 @@ pub async fn upgrade(
 /// `connection_init`, never in cookies, so a page elsewhere gains no one's access); with it,
 /// only the listed origins and the server's own (the playground).
 fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
-    let allowed = &state.config.http.cors_allowed_origins;
+    let allowed = &state.config.cors_allowed_origins;
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };

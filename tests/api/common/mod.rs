@@ -30,7 +30,7 @@ use std::{
 use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection, PgPool};
-use taskql::{app::App, config::Config};
+use taskql::{app::App, settings::Config};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// A test whose prerequisite (`what`) is missing on this machine, for `reason`: skipped with
@@ -56,10 +56,11 @@ fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = taskql::telemetry::init(
-                taskql::config::LogFormat::Pretty,
-                &taskql::config::ObservabilityConfig::default(),
-            );
+            let _ = taskql::telemetry::init(&taskql::telemetry::TelemetryConfig {
+                log_format: taskql::telemetry::LogFormat::Pretty,
+                otlp_endpoint: None,
+                service_name: "taskql".to_owned(),
+            });
         }
     });
 }
@@ -213,7 +214,7 @@ impl TestConfig {
             vars.entry("DATABASE_MIGRATION_URL".to_owned())
                 .or_insert_with(|| db.owner_url.clone());
         }
-        Config::from_lookup(|name| vars.get(name).cloned()).expect("valid test configuration")
+        Config::from_vars(&vars).expect("valid test configuration")
     }
 
     pub fn vars(&self) -> &HashMap<String, String> {
