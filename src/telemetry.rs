@@ -251,10 +251,7 @@ pub fn adopt_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Req
             caller_trace_id: None,
         };
     }
-    let caller = headers
-        .get("traceparent")
-        .and_then(|header| header.to_str().ok())
-        .and_then(traceparent_trace_id);
+    let caller = caller_trace_id(headers);
     RequestTrace {
         trace_id: caller
             .is_some()
@@ -263,25 +260,14 @@ pub fn adopt_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Req
     }
 }
 
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if valid.
-fn traceparent_trace_id(header: &str) -> Option<String> {
-    let mut parts = header.trim().split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let valid = hex(version, 2)
-        && version != "ff"
-        && (version != "00" || parts.next().is_none())
-        && hex(trace, 32)
-        && trace.bytes().any(|b| b != b'0')
-        && hex(parent, 16)
-        && parent.bytes().any(|b| b != b'0')
-        && hex(flags, 2);
-    valid.then(|| trace.to_owned())
+/// The trace id of the caller's W3C `traceparent`, if it sent a valid one (read by the
+/// OpenTelemetry propagator, whether or not spans are exported).
+fn caller_trace_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    let context =
+        TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
+    let ids = context.span().span_context().clone();
+    ids.is_valid().then(|| ids.trace_id().to_string())
 }
 
 /// The `traceparent` of the current span, for calls taskql makes and for the response's

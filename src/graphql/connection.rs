@@ -181,7 +181,7 @@ impl TaskConnection {
         })
     }
 
-    fn cursor(&self, keys: &CursorKeys, row: &db::tasks::Task) -> String {
+    fn cursor(&self, keys: &CursorKeys, row: &db::tasks::Task) -> Result<String> {
         let scope = Scope {
             user: &self.user,
             order: &self.args.order,
@@ -273,13 +273,15 @@ async fn read_page(
 #[Object]
 impl TaskConnection {
     /// The tasks of this page with their cursors.
-    async fn edges(&self, ctx: &Context<'_>) -> Vec<TaskEdge> {
+    async fn edges(&self, ctx: &Context<'_>) -> Result<Vec<TaskEdge>> {
         let keys = ctx.data_unchecked::<CursorKeys>();
         let rows = self.page.as_ref().map_or(&[][..], |page| &page.rows);
         rows.iter()
-            .map(|row| TaskEdge {
-                cursor: self.cursor(keys, row),
-                node: Task(row.clone()),
+            .map(|row| {
+                Ok(TaskEdge {
+                    cursor: self.cursor(keys, row)?,
+                    node: Task(row.clone()),
+                })
             })
             .collect()
     }
@@ -291,22 +293,30 @@ impl TaskConnection {
     }
 
     /// Where this page stands in the whole list.
-    async fn page_info(&self, ctx: &Context<'_>) -> PageInfo {
+    async fn page_info(&self, ctx: &Context<'_>) -> Result<PageInfo> {
         let keys = ctx.data_unchecked::<CursorKeys>();
         let Some(page) = &self.page else {
-            return PageInfo {
+            return Ok(PageInfo {
                 has_next_page: false,
                 has_previous_page: false,
                 start_cursor: None,
                 end_cursor: None,
-            };
+            });
         };
-        PageInfo {
+        Ok(PageInfo {
             has_next_page: page.has_next,
             has_previous_page: page.has_previous,
-            start_cursor: page.rows.first().map(|row| self.cursor(keys, row)),
-            end_cursor: page.rows.last().map(|row| self.cursor(keys, row)),
-        }
+            start_cursor: page
+                .rows
+                .first()
+                .map(|row| self.cursor(keys, row))
+                .transpose()?,
+            end_cursor: page
+                .rows
+                .last()
+                .map(|row| self.cursor(keys, row))
+                .transpose()?,
+        })
     }
 
     /// The signed-in user's change version as of this page: every change it includes is

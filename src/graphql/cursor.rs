@@ -72,28 +72,30 @@ impl CursorKeys {
         })
     }
 
-    /// Seals `position` for the list `scope`.
-    pub fn seal(&self, position: &Position, scope: &Scope<'_>) -> String {
+    /// Seals `position` for the list `scope`. Fails only if the system has no randomness
+    /// or the key refuses to seal: an internal error, never a cursor that opens wrongly.
+    pub fn seal(&self, position: &Position, scope: &Scope<'_>) -> Result<String> {
         let values: Vec<Json> = position.values.iter().map(encode_value).collect();
         let mut sealed = json!([values, position.id.to_string()])
             .to_string()
             .into_bytes();
         let mut nonce = [0_u8; NONCE_LEN];
-        // A failure of the system's randomness leaves the nonce zero, which GCM-SIV survives
-        // (it then only reveals whether two cursors are equal).
-        let _ = getrandom::fill(&mut nonce);
+        getrandom::fill(&mut nonce).map_err(|err| {
+            AppError::Internal(anyhow::anyhow!("no randomness for a cursor's nonce: {err}"))
+        })?;
         let aad = scope.digest();
-        // Sealing fails only for inputs of gigabytes; a cursor is a few hundred bytes.
-        let _ = self.keys[0].seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut sealed,
-        );
+        self.keys[0]
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut sealed,
+            )
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("a cursor could not be sealed")))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(out)
+        Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
     /// Opens a cursor given as the argument `field` for the list `scope`.
@@ -246,7 +248,9 @@ mod tests {
             order: &order,
             filter: &filter,
         };
-        let cursor = keys.seal(&position("buy milk"), &scope(&alice));
+        let cursor = keys
+            .seal(&position("buy milk"), &scope(&alice))
+            .expect("sealed");
         assert!(!cursor.contains("milk"));
         let raw = URL_SAFE_NO_PAD.decode(&cursor).expect("base64");
         assert!(!String::from_utf8_lossy(&raw).contains("milk"), "encrypted");
@@ -287,7 +291,7 @@ mod tests {
             order: &order,
             filter: &filter,
         };
-        let cursor = old.seal(&position("x"), &scope);
+        let cursor = old.seal(&position("x"), &scope).expect("sealed");
         assert!(rotated.open(&cursor, "after", &scope).is_ok());
         assert!(dropped.open(&cursor, "after", &scope).is_err());
     }

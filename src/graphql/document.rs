@@ -302,3 +302,131 @@ fn for_each_field_mut(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::{parse_query, types::Field};
+    use serde_json::json;
+
+    use super::*;
+
+    fn doc(text: &str) -> ExecutableDocument {
+        parse_query(text).expect("parses")
+    }
+
+    fn variables(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_value(value).expect("an object")
+    }
+
+    #[test]
+    fn the_operation_is_chosen_as_the_spec_says() {
+        let single = doc("{ apiVersion }");
+        assert!(select_operation(&single, None).is_ok());
+        assert_eq!(single_operation_name(&single), None);
+
+        let named = doc("query Only { apiVersion }");
+        assert_eq!(single_operation_name(&named).as_deref(), Some("Only"));
+        assert!(select_operation(&named, None).is_ok());
+
+        let two = doc("query A { apiVersion } mutation B { deleteMe }");
+        assert_eq!(single_operation_name(&two), None);
+        assert!(
+            select_operation(&two, None).is_err(),
+            "which one is ambiguous"
+        );
+        let b = select_operation(&two, Some("B")).expect("B");
+        assert!(!is_query(b));
+        assert!(is_query(select_operation(&two, Some("A")).expect("A")));
+        assert!(select_operation(&two, Some("C")).is_err());
+    }
+
+    #[test]
+    fn aliases_are_counted_as_written_fragments_included() {
+        let text =
+            "{ a: apiVersion b: apiVersion ...F ...F } fragment F on Query { c: apiVersion }";
+        assert_eq!(count_aliases(&doc(text)), 3);
+        assert_eq!(count_aliases(&doc("{ apiVersion }")), 0);
+    }
+
+    #[test]
+    fn typename_is_not_introspection_but_schema_and_type_are() {
+        assert!(!uses_introspection(&doc(
+            "{ __typename tasks { __typename } }"
+        )));
+        assert!(uses_introspection(&doc(
+            "{ __schema { queryType { name } } }"
+        )));
+        assert!(uses_introspection(&doc(
+            "{ ...F } fragment F on Query { __type(name: \"Task\") { name } }"
+        )));
+    }
+
+    #[test]
+    fn arguments_fed_by_variables_are_found_however_deep() {
+        let text = "query($t: String, $p: Int) { a: tasks(first: 1) { version } b: tasks(filter: { title: { contains: $t } }) { version } c: tasks(first: $p) { version } }";
+        assert_eq!(variable_argument_positions(&doc(text)).len(), 2);
+    }
+
+    #[test]
+    fn required_variables_must_be_given_and_not_null() {
+        let text = "query($id: ID!, $n: Int! = 1, $o: String) { apiVersion }";
+        let document = doc(text);
+        let op = select_operation(&document, None).expect("op");
+        let missing = missing_required_variables(op, &variables(json!({})));
+        assert_eq!(missing.len(), 1);
+        assert!(
+            missing[0].message.contains("\"$id\""),
+            "{}",
+            missing[0].message
+        );
+        assert!(
+            missing[0].message.contains("\"ID!\""),
+            "{}",
+            missing[0].message
+        );
+        assert_eq!(
+            missing_required_variables(op, &variables(json!({ "id": null }))).len(),
+            1
+        );
+        assert!(missing_required_variables(op, &variables(json!({ "id": "x" }))).is_empty());
+    }
+
+    /// The input object fields of the first argument of the document's first field.
+    fn input_keys(document: &ExecutableDocument) -> Vec<String> {
+        let mut keys = Vec::new();
+        for set in selection_sets(document) {
+            for_each_field(set, &mut |field: &Field| {
+                for (_, value) in &field.arguments {
+                    if let Value::Object(fields) = &value.node {
+                        keys.extend(fields.keys().map(|name| name.to_string()));
+                    }
+                }
+            });
+        }
+        keys
+    }
+
+    #[test]
+    fn an_omitted_variable_leaves_its_input_field_out() {
+        let text = "mutation($t: String, $d: String, $p: Int = 3) { updateTask(id: \"x\", input: { title: $t, description: $d, priority: $p }) { id } }";
+        let mut document = doc(text);
+        drop_omitted_variables(&mut document, None, &variables(json!({ "t": "milk" })));
+        assert_eq!(input_keys(&document), ["title", "priority"]);
+        let op = select_operation(&document, None).expect("op");
+        let declared: Vec<&str> = op
+            .variable_definitions
+            .iter()
+            .map(|def| def.node.name.node.as_str())
+            .collect();
+        assert_eq!(declared, ["t", "p"], "the unused declaration goes too");
+
+        // Sent as null, it stays: null is a value that clears the field.
+        let mut document = doc(text);
+        drop_omitted_variables(
+            &mut document,
+            None,
+            &variables(json!({ "t": "milk", "d": null })),
+        );
+        assert_eq!(input_keys(&document), ["title", "description", "priority"]);
+    }
+}

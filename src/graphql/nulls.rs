@@ -277,3 +277,122 @@ pub fn root_of(op: &OperationDefinition) -> &'static str {
         async_graphql::parser::types::OperationType::Query => shape::QUERY,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::parse_query;
+    use serde_json::json;
+
+    use super::*;
+
+    /// `data` as `text` with `variables` should answer it, after async-graphql produced
+    /// `produced` with field errors at `errors`.
+    fn completed(text: &str, variables: Json, produced: Json, errors: &[&[&str]]) -> Json {
+        let shape = Shape::from_sdl(&crate::graphql::sdl()).expect("the shape");
+        let mut doc = parse_query(text).expect("parses");
+        mark_skippable(&mut doc);
+        let op = match &doc.operations {
+            DocumentOperations::Single(op) => op.node.clone(),
+            DocumentOperations::Multiple(_) => unreachable!("one anonymous operation"),
+        };
+        let paths = errors
+            .iter()
+            .map(|path| {
+                path.iter()
+                    .map(|segment| match segment.parse::<usize>() {
+                        Ok(index) => PathSegment::Index(index),
+                        Err(_) => PathSegment::Field((*segment).to_owned()),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut data = ConstValue::from_json(produced).expect("json");
+        let variables = serde_json::from_value(variables).expect("an object");
+        complete(
+            &mut data,
+            &doc,
+            &op,
+            root_of(&op),
+            &shape,
+            &variables,
+            paths,
+        );
+        data.into_json().expect("json")
+    }
+
+    #[test]
+    fn a_failed_non_null_field_nulls_the_nearest_nullable_parent() {
+        // `title` is non-null: its task is null, and `task` is nullable, so it stops there.
+        assert_eq!(
+            completed(
+                "{ task(id: \"1\") { id title } apiVersion }",
+                json!({}),
+                json!({ "task": { "id": "1" }, "apiVersion": "1" }),
+                &[&["task", "title"]],
+            ),
+            json!({ "task": null, "apiVersion": "1" })
+        );
+    }
+
+    #[test]
+    fn with_no_nullable_parent_data_itself_is_null() {
+        // Task! in [Task!]! in TaskConnection! under a non-null root field.
+        assert_eq!(
+            completed(
+                "{ tasks(first: 1) { nodes { id title } } }",
+                json!({}),
+                json!({ "tasks": { "nodes": [{ "id": "1" }] } }),
+                &[&["tasks", "nodes", "0", "title"]],
+            ),
+            Json::Null
+        );
+        // async-graphql turns an object whose only field failed into null itself.
+        assert_eq!(
+            completed(
+                "{ me { id } }",
+                json!({}),
+                json!({ "me": null }),
+                &[&["me", "id"]]
+            ),
+            Json::Null
+        );
+    }
+
+    #[test]
+    fn a_null_without_an_error_below_it_is_the_resolvers_answer() {
+        assert_eq!(
+            completed(
+                "{ task(id: \"1\") { id } }",
+                json!({}),
+                json!({ "task": null }),
+                &[]
+            ),
+            json!({ "task": null })
+        );
+    }
+
+    #[test]
+    fn a_selection_skipped_empty_is_an_empty_object_and_the_marker_is_gone() {
+        let mut plain = parse_query("{ apiVersion }").expect("parses");
+        assert!(!mark_skippable(&mut plain), "nothing can empty it");
+
+        assert_eq!(
+            completed(
+                "{ me @skip(if: true) { id } }",
+                json!({}),
+                json!({ "__taskql_present": "Query" }),
+                &[]
+            ),
+            json!({})
+        );
+        assert_eq!(
+            completed(
+                "query($s: Boolean!) { apiVersion @skip(if: $s) me @include(if: $s) { id } }",
+                json!({ "s": true }),
+                json!({ "__taskql_present": "Query", "me": { "id": "alice" } }),
+                &[]
+            ),
+            json!({ "me": { "id": "alice" } })
+        );
+    }
+}

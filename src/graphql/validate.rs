@@ -378,3 +378,121 @@ fn is_builtin(name: &str) -> bool {
         "Int" | "Float" | "String" | "Boolean" | "ID" | "DateTime"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::{parse_query, types::DocumentOperations};
+    use serde_json::json;
+
+    use super::*;
+
+    /// The messages of every rule `text` breaks with `variables`.
+    fn problems(text: &str, variables: Json) -> Vec<String> {
+        let shape = Shape::from_sdl(&crate::graphql::sdl()).expect("the shape");
+        let doc = parse_query(text).expect("parses");
+        let op = match &doc.operations {
+            DocumentOperations::Single(op) => op.node.clone(),
+            DocumentOperations::Multiple(ops) => ops.values().next().expect("one").node.clone(),
+        };
+        let root = crate::graphql::nulls::root_of(&op);
+        let variables = serde_json::from_value(variables).expect("an object");
+        check(&doc, &op, root, &shape, &variables)
+            .into_iter()
+            .map(|error| error.message)
+            .collect()
+    }
+
+    #[test]
+    fn valid_documents_break_no_rule() {
+        for text in [
+            "{ __typename tasks(first: 2) { __typename @skip(if: false) nodes { id } } }",
+            "query($s: Boolean!) { me { __typename @include(if: $s) } }",
+            "{ task(id: \"a\") { id } ... on Query { task(id: \"a\") { title } } }",
+            "{ tasks(orderBy: [{ field: TITLE }]) { version } }",
+            "{ tasks(orderBy: { field: TITLE }) { version } }",
+        ] {
+            assert_eq!(
+                problems(text, json!({ "s": true })),
+                Vec::<String>::new(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn typename_takes_no_arguments_no_selection_and_only_skip_or_include() {
+        let cases = [
+            ("{ __typename(a: 1) }", "Unknown argument \"a\""),
+            ("{ __typename { x } }", "must not have a selection"),
+            (
+                "{ __typename @deprecated }",
+                "Unknown directive \"@deprecated\"",
+            ),
+            ("{ __typename @skip(if: 1) }", "expected a Boolean"),
+            ("{ __typename @skip(unless: true) }", "exactly one argument"),
+            (
+                "{ tasks { nodes { ...F } } } fragment F on Task { __typename(x: 1) }",
+                "Unknown argument \"x\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let found = problems(text, json!({}));
+            assert_eq!(found.len(), 1, "{text}: {found:?}");
+            assert!(found[0].contains(expected), "{text}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn one_response_key_must_ask_one_question() {
+        for text in [
+            "{ task(id: \"a\") { id } ... on Query { task(id: \"b\") { id } } }",
+            "{ x: task(id: \"a\") { id } x: tasks { version } }",
+            "{ ...A ...B } fragment A on Query { t: task(id: \"a\") { id } } fragment B on Query { t: task(id: \"b\") { id } }",
+            "{ task(id: \"a\") { t: title } task(id: \"a\") { t: description } }",
+        ] {
+            assert_eq!(problems(text, json!({})).len(), 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn input_objects_and_variables_must_have_the_declared_shape() {
+        let cases = [
+            (
+                "{ tasks(orderBy: [[{ field: TITLE }]]) { version } }",
+                json!({}),
+            ),
+            (
+                "{ tasks(filter: { priority: { eq: 4294967296 } }) { version } }",
+                json!({}),
+            ),
+            (
+                "{ tasks(filter: { title: \"milk\" }) { version } }",
+                json!({}),
+            ),
+            (
+                "query($o: [TaskOrder!]) { tasks(orderBy: $o) { version } }",
+                json!({ "o": [[{ "field": "TITLE" }]] }),
+            ),
+            (
+                "query($o: [TaskOrder!]) { tasks(orderBy: $o) { version } }",
+                json!({ "o": [{ "field": "NOT_A_FIELD" }] }),
+            ),
+            (
+                "query($f: TaskFilter) { tasks(filter: $f) { version } }",
+                json!({ "f": { "dueAt": { "lt": "tomorrow" } } }),
+            ),
+        ];
+        for (text, variables) in cases {
+            let found = problems(text, variables.clone());
+            assert_eq!(found.len(), 1, "{text} {variables}: {found:?}");
+        }
+        // Variables name enum values as strings; in a document only the bare token does.
+        assert!(
+            problems(
+                "query($o: [TaskOrder!]) { tasks(orderBy: $o) { version } }",
+                json!({ "o": [{ "field": "TITLE", "direction": "DESC" }] }),
+            )
+            .is_empty()
+        );
+    }
+}

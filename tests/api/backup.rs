@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Process, TEST_SECRET, TestApp, TestDb, keys, post, run};
+use crate::common::{Process, TEST_SECRET, TestApp, TestDb, api::Client as _, keys, post, run};
 
 /// Everything a user can read, in a form to compare: the profile, every task in each order
 /// (walked page by page), one task by id, and the statistics.
@@ -106,16 +106,7 @@ async fn a_restored_backup_serves_the_same_answers() {
     }
     // A task created and deleted (a tombstone in the backup), and the version a client of
     // ann's holds from before the backup.
-    let doomed = post(
-        addr,
-        Some(&tokens[0]),
-        r#"mutation { createTask(input: { title: "doomed" }) { id } }"#,
-    )
-    .await;
-    let doomed = doomed.ok()["createTask"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let doomed = addr.create_task(&tokens[0], "doomed").await;
     post(
         addr,
         Some(&tokens[0]),
@@ -246,13 +237,7 @@ async fn a_backup_is_written_for_its_owner_alone_and_never_through_a_planted_lin
     let db = TestDb::create().await;
     let (_server, addr) = Process::serve(&db, &[]);
     let token = keys::hs256_token(TEST_SECRET, &keys::claims("pia"));
-    post(
-        addr,
-        Some(&token),
-        r#"mutation { createTask(input: { title: "private" }) { id } }"#,
-    )
-    .await
-    .ok();
+    addr.create_task(&token, "private").await;
     let dir = std::env::temp_dir().join(format!("taskql-backup-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     // Under the umask most systems have (022), as a cron job runs it.
@@ -307,96 +292,4 @@ async fn a_backup_is_written_for_its_owner_alone_and_never_through_a_planted_lin
         "another backup's"
     );
     std::fs::remove_dir_all(&dir).ok();
-}
-
-#[tokio::test]
-async fn a_user_downloads_all_of_their_own_data() {
-    let db = TestDb::create().await;
-    let (_server, addr) = Process::serve(&db, &[]);
-    let ann = keys::hs256_token(TEST_SECRET, &keys::claims("ann"));
-    let bob = keys::hs256_token(TEST_SECRET, &keys::claims("bob"));
-    // More than one batch of 500.
-    let client = reqwest::Client::new();
-    for chunk in 0..12 {
-        // One create per request keeps within the statement budget: 600, 50 at a time.
-        let requests = (0..50).map(|i| {
-            let client = client.clone();
-            let ann = ann.clone();
-            async move {
-                client
-                    .post(format!("http://{addr}/graphql"))
-                    .bearer_auth(&ann)
-                    .json(&json!({ "query": format!(r#"mutation {{ createTask(input: {{ title: "ann {chunk}-{i}" }}) {{ id }} }}"#) }))
-                    .send()
-                    .await
-                    .expect("create")
-            }
-        });
-        for response in futures_util::future::join_all(requests).await {
-            assert_eq!(response.status(), 200);
-        }
-    }
-    post(
-        addr,
-        Some(&bob),
-        r#"mutation { createTask(input: { title: "bob's secret" }) { id } }"#,
-    )
-    .await
-    .ok();
-
-    let response = client
-        .get(format!("http://{addr}/export"))
-        .bearer_auth(&ann)
-        .send()
-        .await
-        .expect("export");
-    assert_eq!(response.status(), 200);
-    let disposition = response
-        .headers()
-        .get("content-disposition")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        disposition.starts_with("attachment; filename=\"taskql-export-"),
-        "{disposition}"
-    );
-    let export: Value = response.json().await.expect("one JSON document");
-    assert_eq!(export["user"]["id"], "ann");
-    let tasks = export["tasks"].as_array().expect("tasks");
-    assert_eq!(tasks.len(), 600);
-    let mut ids: Vec<&str> = tasks
-        .iter()
-        .map(|t| t["id"].as_str().expect("id"))
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), 600, "each task once");
-    assert!(
-        tasks
-            .iter()
-            .all(|t| t["title"].as_str().is_some_and(|t| t.starts_with("ann ")))
-    );
-    // Exactly what the API says of the same task.
-    let one = post(
-        addr,
-        Some(&ann),
-        &format!(r#"{{ task(id: "{}") {{ id title description completed priority dueAt completedAt createdAt updatedAt }} }}"#, tasks[0]["id"].as_str().expect("id")),
-    )
-    .await;
-    assert_eq!(one.ok()["task"], tasks[0]);
-
-    let anonymous = client
-        .get(format!("http://{addr}/export"))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(anonymous.status(), 401);
-    let forged = client
-        .get(format!("http://{addr}/export"))
-        .bearer_auth("not.a.token")
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(forged.status(), 401);
 }

@@ -5,39 +5,22 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::{
     Process, TEST_SECRET,
+    api::Client as _,
     cluster::Cluster,
-    keys, post, skip,
-    ws::{Socket, TASK_CHANGED},
+    keys, skip,
+    ws::{Socket, TASK_CHANGED, task_changed},
 };
-
-async fn create_on(addr: std::net::SocketAddr, token: &str, title: &str) -> String {
-    let reply = post(
-        addr,
-        Some(token),
-        &format!("mutation {{ createTask(input: {{ title: \"{title}\" }}) {{ id }} }}"),
-    )
-    .await;
-    reply.ok()["createTask"]["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned()
-}
 
 /// Creates a task through `addr` once the instance serves again after a restart: requests
 /// fail fast with 503 until it has seen the database come back (a bounded wait, not a delay).
 async fn create_when_back(addr: std::net::SocketAddr, token: &str, title: &str) -> String {
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
-        let reply = post(
-            addr,
-            Some(token),
-            &format!("mutation {{ createTask(input: {{ title: \"{title}\" }}) {{ id }} }}"),
-        )
-        .await;
+        let reply = addr.try_create_task(token, json!({ "title": title })).await;
         if reply.status == 200 && reply.body.get("errors").is_none() {
             return reply.body["data"]["createTask"]["id"]
                 .as_str()
@@ -48,11 +31,6 @@ async fn create_when_back(addr: std::net::SocketAddr, token: &str, title: &str) 
         assert!(Instant::now() < give_up, "the instance did not come back");
         tokio::task::yield_now().await;
     }
-}
-
-fn event(payload: &Value) -> &Value {
-    assert!(payload.get("errors").is_none(), "{payload}");
-    &payload["data"]["taskChanged"]
 }
 
 #[tokio::test]
@@ -82,12 +60,24 @@ async fn changes_cross_instances_and_survive_a_database_restart() {
     lee_on_a.subscribe("lee", TASK_CHANGED, json!({})).await;
 
     // A change through B reaches the subscriber on A, and the other way round.
-    let via_b = create_on(addr_b, &token, "made on B").await;
-    assert_eq!(event(&on_a.next("a").await)["taskId"], via_b.as_str());
-    assert_eq!(event(&on_b.next("b").await)["taskId"], via_b.as_str());
-    let via_a = create_on(addr_a, &token, "made on A").await;
-    assert_eq!(event(&on_b.next("b").await)["taskId"], via_a.as_str());
-    assert_eq!(event(&on_a.next("a").await)["taskId"], via_a.as_str());
+    let via_b = addr_b.create_task(&token, "made on B").await;
+    assert_eq!(
+        task_changed(&on_a.next("a").await)["taskId"],
+        via_b.as_str()
+    );
+    assert_eq!(
+        task_changed(&on_b.next("b").await)["taskId"],
+        via_b.as_str()
+    );
+    let via_a = addr_a.create_task(&token, "made on A").await;
+    assert_eq!(
+        task_changed(&on_b.next("b").await)["taskId"],
+        via_a.as_str()
+    );
+    assert_eq!(
+        task_changed(&on_a.next("a").await)["taskId"],
+        via_a.as_str()
+    );
 
     // PostgreSQL restarts under both instances. A change made as soon as it is back may be
     // announced before A listens again; A's subscriber gets it all the same, and nobody is
@@ -97,12 +87,12 @@ async fn changes_cross_instances_and_survive_a_database_restart() {
     let after = create_when_back(addr_b, &token, "after the restart").await;
     for (socket, id) in [(&mut on_a, "a"), (&mut on_b, "b")] {
         let next = socket.next(id).await;
-        assert_eq!(event(&next)["kind"], "CREATED", "{id}: {next}");
-        assert_eq!(event(&next)["taskId"], after.as_str(), "{id}");
+        assert_eq!(task_changed(&next)["kind"], "CREATED", "{id}: {next}");
+        assert_eq!(task_changed(&next)["taskId"], after.as_str(), "{id}");
     }
     let lees = create_when_back(addr_a, &other, "lee's").await;
     assert_eq!(
-        event(&lee_on_a.next("lee").await)["taskId"],
+        task_changed(&lee_on_a.next("lee").await)["taskId"],
         lees.as_str(),
         "lee saw nothing of kim's"
     );

@@ -4,10 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::{
-    common::{Reply, TestApp},
-    tasks::create,
-};
+use crate::common::{Reply, TestApp, api::Client as _};
 
 /// Every task id anywhere in a response.
 fn task_ids(value: &Value, into: &mut Vec<String>) {
@@ -46,14 +43,15 @@ async fn another_users_tasks_are_invisible_to_every_read() {
     let app = TestApp::spawn().await;
     let alice = app.token_for("alice");
     let bob = app.token_for("bob");
-    let secret = create(
-        &app,
-        &alice,
-        json!({ "title": "zanzibar plans", "description": "surprise party", "priority": 5 }),
-    )
-    .await;
+    let secret = app
+        .create_task_from(
+            &alice,
+            json!({ "title": "zanzibar plans", "description": "surprise party", "priority": 5 }),
+        )
+        .await;
     let id = secret["id"].as_str().expect("id");
-    create(&app, &bob, json!({ "title": "bob's own" })).await;
+    app.create_task_from(&bob, json!({ "title": "bob's own" }))
+        .await;
 
     let reads = [
         format!("{{ task(id: \"{id}\") {{ __typename id }} }}"),
@@ -127,7 +125,7 @@ async fn random_operations_from_several_users_never_cross_users() {
         let query = "query($f: TaskFilter, $o: [TaskOrder!]) { tasks(filter: $f, orderBy: $o, first: 50) { nodes { __typename id owner { __typename id } } } me { __typename id } }";
         let (reply, foreign): (Reply, bool) = match (rng.below(7), &target) {
             (0, _) | (_, None) => {
-                let task = create(&app, token, json!({ "title": format!("step {step}"), "priority": 1 + rng.below(5) })).await;
+                let task = app.create_task_from(token, json!({ "title": format!("step {step}"), "priority": 1 + rng.below(5) })).await;
                 owner_of.insert(task["id"].as_str().expect("id").to_owned(), user);
                 continue;
             }

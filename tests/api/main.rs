@@ -1,35 +1,42 @@
 //! Black-box tests of taskql through its public surfaces: HTTP, the CLI, and the database it
-//! leaves behind. One test binary (one link) with a module per area.
+//! leaves behind. One test binary (one link) with a module per feature: the file name says
+//! where a feature is tested.
 
 // Test modules share helpers with `pub`; nothing here is a library API.
 #![allow(unreachable_pub)]
 
 mod common;
 
-mod addresses;
-mod auth;
 mod backup;
 mod cli;
-mod downloads;
-mod faults;
+mod cursors;
+mod database_restart;
+mod export;
+mod filters;
 mod graphql_http;
 mod health;
-mod hostile;
+mod input_rules;
 mod instances;
 mod isolation;
-mod listing;
+mod jwks;
+mod limits;
 mod metrics;
 mod migrations;
+mod overload;
+mod pagination;
 mod plans;
 mod pooler;
 mod privileges;
+mod profile;
+mod rate_limits;
 mod schema_sdl;
 mod shutdown;
-mod sockets;
-mod spec;
+mod spec_conformance;
 mod statements;
 mod subscriptions;
 mod sync;
 mod tasks;
+mod tokens;
 mod traces;
+mod websocket;
 mod zero_setup;

@@ -1,25 +1,16 @@
 //! `/metrics`, scraped by Debian's real Prometheus after a known sequence of requests: every
 //! count is the one the sequence implies, and Prometheus reads the exposition without error.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::{
     Process, TestApp, TestDb,
-    keys::{Alg, JwksServer, SigningKey, claims},
+    keys::{Alg, ISSUER, JwksServer, SigningKey, better_auth_claims},
     post,
     prometheus::Prometheus,
     skip,
     ws::{Socket, TASK_CHANGED},
 };
-
-const ISSUER: &str = "http://127.0.0.1:3999";
-
-fn token(key: &SigningKey, sub: &str) -> String {
-    let mut claims: Value = claims(sub);
-    claims["iss"] = json!(ISSUER);
-    claims["aud"] = json!(ISSUER);
-    key.sign(&claims)
-}
 
 #[tokio::test]
 async fn prometheus_scrapes_the_counts_of_a_known_sequence() {
@@ -45,8 +36,8 @@ async fn prometheus_scrapes_the_counts_of_a_known_sequence() {
             return;
         }
     };
-    let alice = token(&key, "alice");
-    let flood = token(&key, "flood");
+    let alice = key.sign(&better_auth_claims("alice"));
+    let flood = key.sign(&better_auth_claims("flood"));
 
     // alice: 3 creations (the first also stores her user row), 2 pages.
     for i in 0..3 {

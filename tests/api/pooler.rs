@@ -9,6 +9,7 @@ use sqlx::Connection as _;
 
 use crate::common::{
     APP_ROLE, Process, TEST_SECRET, TestDb,
+    api::Client as _,
     bouncer::Bouncer,
     keys, post, skip,
     ws::{Socket, TASK_CHANGED},
@@ -47,13 +48,13 @@ async fn the_api_works_through_pgbouncer_in_transaction_mode() {
     // Every user writes at once, more requests in flight than server connections.
     let writes = tokens.iter().flat_map(|token| {
         (0..25).map(move |i| async move {
-            let reply = post(
-                addr,
-                Some(token),
-                &format!(r#"mutation {{ createTask(input: {{ title: "t{i}", priority: {} }}) {{ id priority }} }}"#, i % 5 + 1),
-            )
-            .await;
-            reply.ok()["createTask"]["id"].as_str().expect("id").to_owned()
+            let task = addr
+                .create_task_from(
+                    token,
+                    json!({ "title": format!("t{i}"), "priority": i % 5 + 1 }),
+                )
+                .await;
+            task["id"].as_str().expect("id").to_owned()
         })
     });
     let created = join_all(writes).await;

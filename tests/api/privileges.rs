@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use sqlx::Connection as _;
 
-use crate::common::{Process, TEST_SECRET, TestDb, keys, post, run, server_url};
+use crate::common::{Process, TEST_SECRET, TestDb, api::Client as _, keys, post, run, server_url};
 
 async fn readyz(addr: std::net::SocketAddr) -> (u16, Value) {
     let response = reqwest::get(format!("http://{addr}/readyz"))
@@ -50,16 +50,10 @@ async fn serve_runs_as_a_role_that_may_only_read_and_write_rows() {
 
     // The API works end to end as the service role.
     let token = keys::hs256_token(TEST_SECRET, &keys::claims("alice"));
-    let created = post(
-        addr,
-        Some(&token),
-        r#"mutation { createTask(input: { title: "least privilege", priority: 2 }) { id } }"#,
-    )
-    .await;
-    let id = created.ok()["createTask"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let created = addr
+        .create_task_from(&token, json!({ "title": "least privilege", "priority": 2 }))
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
     let updated = post(
         addr,
         Some(&token),

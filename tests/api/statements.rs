@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Process, TEST_SECRET, TestDb, keys, post};
+use crate::common::{Process, TEST_SECRET, TestDb, api::Client as _, keys, post};
 
 /// Runs `query` and returns how many SQL statements the server logged for it, and how many
 /// of them read the caller's row.
@@ -49,15 +49,8 @@ async fn a_page_with_owners_costs_the_same_statements_at_any_size() {
     let (mut server, addr) = Process::serve(&db, &[("RUST_LOG", "info,sqlx::query=debug")]);
     let token = keys::hs256_token(TEST_SECRET, &keys::claims("alice"));
 
-    let client = reqwest::Client::new();
     for i in 0..60 {
-        client
-            .post(format!("http://{addr}/graphql"))
-            .bearer_auth(&token)
-            .json(&json!({ "query": format!("mutation {{ createTask(input: {{ title: \"t{i}\" }}) {{ id }} }}") }))
-            .send()
-            .await
-            .expect("create");
+        addr.create_task(&token, &format!("t{i}")).await;
     }
 
     let page = |n: usize| {
@@ -93,16 +86,11 @@ async fn a_document_at_the_statement_limit_runs_at_most_that_many() {
     );
     let token = keys::hs256_token(TEST_SECRET, &keys::claims("alice"));
     for i in 0..30 {
-        post(
-            addr,
-            Some(&token),
-            &format!(
-                "mutation {{ createTask(input: {{ title: \"t{i}\", priority: {} }}) {{ id }} }}",
-                i % 5 + 1
-            ),
+        addr.create_task_from(
+            &token,
+            json!({ "title": format!("t{i}"), "priority": i % 5 + 1 }),
         )
-        .await
-        .ok();
+        .await;
     }
     // 30 statements each, by the price list: 30 different counts; a page of 29 rows, each
     // asking for statistics (counted once, however many rows ask); 15 pages read with their

@@ -8,42 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, TestConfig, ws::Socket};
-
-/// The feed's version now, as a `tasks` page reports it.
-async fn version(app: &TestApp, token: &str) -> String {
-    let reply = app
-        .gql(Some(token), "{ tasks(first: 1) { version } }", json!({}))
-        .await;
-    reply.ok()["tasks"]["version"]
-        .as_str()
-        .expect("a version")
-        .to_owned()
-}
-
-async fn create(app: &TestApp, token: &str, title: &str) -> String {
-    let reply = app
-        .gql(
-            Some(token),
-            "mutation($input: CreateTaskInput!) { createTask(input: $input) { id } }",
-            json!({ "input": { "title": title } }),
-        )
-        .await;
-    reply.ok()["createTask"]["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned()
-}
-
-async fn delete(app: &TestApp, token: &str, id: &str) {
-    app.gql(
-        Some(token),
-        "mutation($id: ID!) { deleteTask(id: $id) }",
-        json!({ "id": id }),
-    )
-    .await
-    .ok();
-}
+use crate::common::{TestApp, TestConfig, api::Client as _, ws::Socket};
 
 const CHANGES: &str = "query($since: String!, $first: Int) {
   taskChanges(since: $since, first: $first) {
@@ -145,12 +110,12 @@ async fn catch_up(
 async fn a_client_catches_up_with_every_kind_of_change_including_deletions() {
     let app = TestApp::spawn().await;
     let token = app.token_for("sam");
-    let start = version(&app, &token).await;
+    let start = app.version(&token).await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(create(&app, &token, &format!("task {i}")).await);
+        ids.push(app.create_task(&token, &format!("task {i}")).await);
     }
-    let after_creations = version(&app, &token).await;
+    let after_creations = app.version(&token).await;
     app.gql(
         Some(&token),
         "mutation($id: ID!) { updateTask(id: $id, input: { title: \"renamed\", priority: 5 }) { id } }",
@@ -165,7 +130,7 @@ async fn a_client_catches_up_with_every_kind_of_change_including_deletions() {
     )
     .await
     .ok();
-    delete(&app, &token, &ids[3]).await;
+    app.delete_task(&token, &ids[3]).await.ok();
     app.gql(
         Some(&token),
         "mutation($ids: [ID!]!) { deleteTasks(ids: $ids) }",
@@ -254,8 +219,8 @@ async fn versions_increase_per_user_under_concurrent_writers_and_users_are_indep
     let app = TestApp::spawn().await;
     let alice = app.token_for("alice");
     let bob = app.token_for("bob");
-    let alice_start = version(&app, &alice).await;
-    let bob_start = version(&app, &bob).await;
+    let alice_start = app.version(&alice).await;
+    let bob_start = app.version(&bob).await;
 
     // 40 creates of alice's and 10 of bob's, all at once.
     let mut writes = Vec::new();
@@ -266,7 +231,7 @@ async fn versions_increase_per_user_under_concurrent_writers_and_users_are_indep
         } else {
             alice.clone()
         };
-        writes.push(async move { create(app, &token, &format!("t{i}")).await });
+        writes.push(async move { app.create_task(&token, &format!("t{i}")).await });
     }
     futures_util::future::join_all(writes).await;
 
@@ -314,10 +279,10 @@ async fn versions_increase_per_user_under_concurrent_writers_and_users_are_indep
 async fn a_reader_following_concurrent_writers_misses_nothing() {
     let app = TestApp::spawn().await;
     let token = app.token_for("carl");
-    let start = version(&app, &token).await;
+    let start = app.version(&token).await;
     let ids: Vec<String> = futures_util::future::join_all((0..10).map(|i| {
         let (app, token) = (&app, &token);
-        async move { create(app, token, &format!("seed {i}")).await }
+        async move { app.create_task(token, &format!("seed {i}")).await }
     }))
     .await;
 
@@ -337,7 +302,7 @@ async fn a_reader_following_concurrent_writers_misses_nothing() {
                     )
                     .await;
                     if round % 5 == 4 {
-                        create(app, token, &title).await;
+                        app.create_task(token, &title).await;
                     }
                 }
             }
@@ -379,7 +344,7 @@ async fn a_page_and_its_version_miss_nothing_that_follows() {
     let app = TestApp::spawn().await;
     let token = app.token_for("dora");
     for i in 0..3 {
-        create(&app, &token, &format!("before {i}")).await;
+        app.create_task(&token, &format!("before {i}")).await;
     }
     let reply = app
         .gql(
@@ -396,9 +361,9 @@ async fn a_page_and_its_version_miss_nothing_that_follows() {
             .insert(node["id"].as_str().expect("id").to_owned(), node.clone());
     }
     let since = page["version"].as_str().expect("version").to_owned();
-    let later = create(&app, &token, "after").await;
+    let later = app.create_task(&token, "after").await;
     let first = replica.tasks.keys().next().cloned().expect("a task");
-    delete(&app, &token, &first).await;
+    app.delete_task(&token, &first).await.ok();
 
     let page = changes(&app, &token, &since, 100).await;
     let kinds: Vec<(&str, &str)> = page["changes"]
@@ -426,7 +391,7 @@ async fn a_page_and_its_version_miss_nothing_that_follows() {
 async fn malformed_forged_and_out_of_range_requests_are_bad_input() {
     let app = TestApp::spawn().await;
     let token = app.token_for("eve");
-    let good = version(&app, &token).await;
+    let good = app.version(&token).await;
     let mut forged = good.clone().into_bytes();
     // One character of the digest changed.
     let last = forged.len() - 1;
@@ -515,14 +480,14 @@ async fn follow(
 async fn a_resumed_subscription_replays_then_goes_live_without_gap_or_repeat() {
     let app = TestApp::spawn().await;
     let token = app.token_for("fay");
-    let start = version(&app, &token).await;
+    let start = app.version(&token).await;
     // 250 changes before the client comes back: several replay pages.
     let mut created = Vec::new();
     for i in 0..250 {
-        created.push(create(&app, &token, &format!("while away {i}")).await);
+        created.push(app.create_task(&token, &format!("while away {i}")).await);
     }
     let gone = created[10].clone();
-    delete(&app, &token, &gone).await;
+    app.delete_task(&token, &gone).await.ok();
 
     let mut socket = Socket::open(app.addr, Some(&token)).await;
     resume(&mut socket, "r", json!({ "since": start })).await;
@@ -533,7 +498,7 @@ async fn a_resumed_subscription_replays_then_goes_live_without_gap_or_repeat() {
         async move {
             let mut made = Vec::new();
             for i in 0..60 {
-                made.push(create(app, &token, &format!("during {i}")).await);
+                made.push(app.create_task(&token, &format!("during {i}")).await);
             }
             made
         }
@@ -549,7 +514,7 @@ async fn a_resumed_subscription_replays_then_goes_live_without_gap_or_repeat() {
     };
     let writes = async {
         let made = writer.await;
-        create(&app, &token, marker_title).await;
+        app.create_task(&token, marker_title).await;
         made
     };
     let (made, (replica, events)) = tokio::join!(writes, reader);
@@ -575,9 +540,9 @@ async fn a_resumed_subscription_replays_then_goes_live_without_gap_or_repeat() {
 async fn a_resumed_filtered_subscription_hears_of_what_may_concern_its_list() {
     let app = TestApp::spawn().await;
     let token = app.token_for("gus");
-    let open_before = create(&app, &token, "open before").await;
-    let closed_before = create(&app, &token, "closed before").await;
-    let start = version(&app, &token).await;
+    let open_before = app.create_task(&token, "open before").await;
+    let closed_before = app.create_task(&token, "closed before").await;
+    let start = app.version(&token).await;
     // While away: a task left the filter, one entered it, one was made outside it, one
     // matching was made, and one was deleted.
     app.gql(
@@ -588,18 +553,13 @@ async fn a_resumed_filtered_subscription_hears_of_what_may_concern_its_list() {
     .await
     .ok();
     let made_closed = app
-        .gql(
-            Some(&token),
-            "mutation { createTask(input: { title: \"made done\", completed: true }) { id } }",
-            json!({}),
-        )
-        .await;
-    let made_closed = made_closed.ok()["createTask"]["id"]
+        .create_task_from(&token, json!({ "title": "made done", "completed": true }))
+        .await["id"]
         .as_str()
         .expect("id")
         .to_owned();
-    let made_open = create(&app, &token, "made open").await;
-    delete(&app, &token, &closed_before).await;
+    let made_open = app.create_task(&token, "made open").await;
+    app.delete_task(&token, &closed_before).await.ok();
 
     let mut socket = Socket::open(app.addr, Some(&token)).await;
     resume(
@@ -608,7 +568,7 @@ async fn a_resumed_filtered_subscription_hears_of_what_may_concern_its_list() {
         json!({ "since": start, "filter": { "completed": false } }),
     )
     .await;
-    let marker = create(&app, &token, "marker").await;
+    let marker = app.create_task(&token, "marker").await;
     let mut replica = Replica::default();
     let events = follow(&mut socket, "open", &mut replica, |_, event| {
         event["taskId"] == marker.as_str()
@@ -645,11 +605,11 @@ async fn deletions_leave_tombstones_seen_on_every_instance() {
     let ids: Vec<String> = {
         let mut ids = Vec::new();
         for i in 0..4 {
-            ids.push(create(&app, &token, &format!("t{i}")).await);
+            ids.push(app.create_task(&token, &format!("t{i}")).await);
         }
         ids
     };
-    let since = version(&app, &token).await;
+    let since = app.version(&token).await;
     // Subscribed on this instance; the deletions go through the other.
     let mut socket = Socket::open(app.addr, Some(&token)).await;
     socket.subscribe("s", RESUME, json!({})).await;
@@ -715,11 +675,11 @@ async fn deletions_leave_tombstones_seen_on_every_instance() {
 async fn a_version_older_than_a_purged_deletion_is_told_to_resync() {
     let app = TestApp::spawn_with(TestConfig::new().set("SYNC_RETENTION", "1s")).await;
     let token = app.token_for("ida");
-    let doomed = create(&app, &token, "doomed").await;
-    let before = version(&app, &token).await;
-    delete(&app, &token, &doomed).await;
-    let after = version(&app, &token).await;
-    let later = create(&app, &token, "later").await;
+    let doomed = app.create_task(&token, "doomed").await;
+    let before = app.version(&token).await;
+    app.delete_task(&token, &doomed).await.ok();
+    let after = app.version(&token).await;
+    let later = app.create_task(&token, "later").await;
 
     // The purge removes the tombstone once it is a second old (observed, within a bound).
     let give_up = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -756,7 +716,7 @@ async fn a_version_older_than_a_purged_deletion_is_told_to_resync() {
     resume(&mut socket, "s", json!({ "since": before })).await;
     let first = socket.next("s").await;
     assert_eq!(first["data"]["taskChanged"]["kind"], "RESYNC", "{first}");
-    let next = create(&app, &token, "next").await;
+    let next = app.create_task(&token, "next").await;
     let live = socket.next("s").await;
     assert_eq!(
         live["data"]["taskChanged"]["taskId"],
@@ -770,7 +730,7 @@ async fn a_change_no_one_announced_still_arrives() {
     // The check that heals lost announcements, every 200 ms here.
     let app = TestApp::spawn_with(TestConfig::new().set("SYNC_POLL", "200ms")).await;
     let token = app.token_for("jon");
-    create(&app, &token, "known").await;
+    app.create_task(&token, "known").await;
     let mut socket = Socket::open(app.addr, Some(&token)).await;
     socket.subscribe("s", RESUME, json!({})).await;
 
@@ -783,7 +743,7 @@ async fn a_change_no_one_announced_still_arrives() {
     .execute(&app.db)
     .await
     .expect("insert by hand");
-    let announced = create(&app, &token, "announced").await;
+    let announced = app.create_task(&token, "announced").await;
     let by_hand = socket.next("s").await;
     assert_eq!(by_hand["data"]["taskChanged"]["task"]["title"], "by hand");
     assert_eq!(by_hand["data"]["taskChanged"]["kind"], "CREATED");
@@ -824,7 +784,7 @@ async fn a_forged_announcement_delivers_nothing() {
     let bob = app.token_for("bob");
     let mut socket = Socket::open(app.addr, Some(&alice)).await;
     socket.subscribe("s", RESUME, json!({})).await;
-    let bobs = create(&app, &bob, "bob's").await;
+    let bobs = app.create_task(&bob, "bob's").await;
     // Any role that may connect may NOTIFY: a claim that alice's feed moved far ahead, and
     // that alice was deleted with bob's task, in the channel's format.
     let key = taskql::live::announce::feed_key("alice");
@@ -840,7 +800,7 @@ async fn a_forged_announcement_delivers_nothing() {
         .await
         .expect("notify");
     // Alice's next event is her own next change: nothing of the forgery got through.
-    let hers = create(&app, &alice, "alice's").await;
+    let hers = app.create_task(&alice, "alice's").await;
     let next = socket.next("s").await;
     assert_eq!(
         next["data"]["taskChanged"]["taskId"],
@@ -861,9 +821,10 @@ async fn a_resumed_subscription_replays_by_itself_more_than_its_queue_holds() {
     )
     .await;
     let token = app.token_for("rae");
-    let start = version(&app, &token).await;
+    let start = app.version(&token).await;
     for i in 0..300 {
-        create(&app, &token, &format!("made while away {i}")).await;
+        app.create_task(&token, &format!("made while away {i}"))
+            .await;
     }
     let mut socket = Socket::open(app.addr, Some(&token)).await;
     resume(&mut socket, "r", json!({ "since": start })).await;

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::{
 use prost::Message as _;
 use serde_json::{Value, json};
 
-use crate::common::{Process, TEST_SECRET, TestApp, TestDb, keys};
+use crate::common::{Process, TEST_SECRET, TestApp, TestDb, api::Client as _, keys};
 
 type Received = Arc<Mutex<Vec<Span>>>;
 
@@ -93,13 +93,7 @@ async fn a_request_is_traced_from_the_callers_span_down_to_its_sql() {
     let (mut server, addr) = Process::serve(&db, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
     let token = keys::hs256_token(TEST_SECRET, &keys::claims("tracy"));
 
-    let created = crate::common::post(
-        addr,
-        Some(&token),
-        r#"mutation { createTask(input: { title: "private-title-7f3a" }) { id } }"#,
-    )
-    .await;
-    created.ok();
+    addr.create_task(&token, "private-title-7f3a").await;
     let (headers, body) = traced(
         addr,
         &token,

@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use serde_json::json;
 
-use crate::common::{Process, TEST_SECRET, cluster, keys, post, skip};
+use crate::common::{Process, TEST_SECRET, api::Client as _, cluster, keys, post, skip};
 
 fn postmaster_pid(dir: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
@@ -94,13 +94,7 @@ async fn with_nothing_configured_serve_runs_a_private_cluster_and_stops_it() {
         "the log says where the data lives: {:#?}",
         server.seen
     );
-    let created = post(
-        addr,
-        Some(&token),
-        r#"mutation { createTask(input: { title: "first run" }) { id title } }"#,
-    )
-    .await;
-    let id = created.ok()["createTask"]["id"].clone();
+    let id = addr.create_task(&token, "first run").await;
     let page = reqwest::Client::new()
         .get(format!("http://{addr}/graphql"))
         .header("accept", "text/html")

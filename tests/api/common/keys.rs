@@ -266,3 +266,60 @@ async fn serve_jwks(State(server): State<JwksServer>) -> Json<Value> {
     server.notify.notify_waiters();
     Json(keys)
 }
+
+/// Better Auth's issuer in these tests: its base URL, which is also the audience it names.
+pub const ISSUER: &str = "http://127.0.0.1:3999";
+
+/// Better Auth's claims for `sub`: `iss` and `aud` are its base URL.
+pub fn better_auth_claims(sub: &str) -> Value {
+    let mut claims = claims(sub);
+    claims["iss"] = json!(ISSUER);
+    claims["aud"] = json!(ISSUER);
+    claims
+}
+
+/// A JSON value as one base64url part of a token, for tokens put together by hand.
+pub fn base64_json(value: &Value) -> String {
+    b64(value.to_string().as_bytes())
+}
+
+/// A JWKS-mode server trusting `keys`, with Better Auth's issuer and audience, and the JWKS
+/// server it fetches them from.
+pub async fn jwks_app(keys: &[&SigningKey]) -> (super::TestApp, JwksServer) {
+    let jwks = JwksServer::start(keys).await;
+    let app = super::TestApp::spawn_with(
+        super::TestConfig::new()
+            .unset("AUTH_JWT_SECRET")
+            .set("AUTH_JWKS_URL", &jwks.url)
+            .set("AUTH_ISSUER", ISSUER)
+            .set("AUTH_AUDIENCE", ISSUER)
+            .set("AUTH_JWKS_MIN_REFETCH", "60s"),
+    )
+    .await;
+    (app, jwks)
+}
+
+/// The refusal contract: 401, the Bearer challenge, `UNAUTHENTICATED`, a message that says
+/// `reason` and does not repeat the token.
+#[track_caller]
+pub fn assert_refused(reply: &super::Reply, token: &str, reason: &str) {
+    assert_eq!(reply.status, 401, "{reason}: {:#}", reply.body);
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    assert_eq!(reply.code(), Some("UNAUTHENTICATED"));
+    assert!(
+        reply.message().contains(reason),
+        "{:?} does not say {reason:?}",
+        reply.message()
+    );
+    assert!(reply.body.get("data").is_none());
+    let text = reply.body.to_string();
+    let signature = token.rsplit('.').next().unwrap_or(token);
+    assert!(
+        signature.len() < 8 || !text.contains(signature),
+        "the response echoes the token"
+    );
+}

@@ -12,10 +12,12 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod bouncer;
 pub mod cluster;
 pub mod keys;
 pub mod prometheus;
+pub mod seeds;
 pub mod ws;
 
 use std::{

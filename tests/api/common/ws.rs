@@ -223,3 +223,10 @@ impl Socket {
 pub const TASK_CHANGED: &str = "subscription Changes($filter: TaskFilter) {
   taskChanged(filter: $filter) { kind taskId at task { id title completed description } }
 }";
+
+/// The `taskChanged` event in a `next` payload, failing the test if it carries errors.
+#[track_caller]
+pub fn task_changed(payload: &Value) -> &Value {
+    assert!(payload.get("errors").is_none(), "{payload}");
+    &payload["data"]["taskChanged"]
+}

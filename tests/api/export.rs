@@ -1,12 +1,14 @@
-//! `GET /export` within the server's limits: one download per user at a time, a place in
-//! flight for as long as the body streams, and an end by `EXPORT_TIMEOUT` however slowly the
-//! client reads.
+//! `GET /export`: a user downloads all of their own data and nothing else, within the
+//! server's limits: one download per user at a time, a place in flight for as long as the body
+//! streams, and an end by `EXPORT_TIMEOUT` however slowly the client reads.
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::common::{TestApp, TestConfig};
+use crate::common::{
+    Process, TEST_SECRET, TestApp, TestConfig, TestDb, api::Client as _, keys, post,
+};
 
 /// Gives `user` (synced through the API first) `n` tasks, written straight into the table
 /// with their feed versions, as taskql would number them.
@@ -31,6 +33,92 @@ async fn seed_tasks(app: &TestApp, token: &str, user: &str, n: i64) {
 }
 
 #[tokio::test]
+async fn a_user_downloads_all_of_their_own_data() {
+    let db = TestDb::create().await;
+    let (_server, addr) = Process::serve(&db, &[]);
+    let ann = keys::hs256_token(TEST_SECRET, &keys::claims("ann"));
+    let bob = keys::hs256_token(TEST_SECRET, &keys::claims("bob"));
+    // More than one batch of 500.
+    let client = reqwest::Client::new();
+    for chunk in 0..12 {
+        // One create per request keeps within the statement budget: 600, 50 at a time.
+        let requests = (0..50).map(|i| {
+            let client = client.clone();
+            let ann = ann.clone();
+            async move {
+                client
+                    .post(format!("http://{addr}/graphql"))
+                    .bearer_auth(&ann)
+                    .json(&json!({ "query": format!(r#"mutation {{ createTask(input: {{ title: "ann {chunk}-{i}" }}) {{ id }} }}"#) }))
+                    .send()
+                    .await
+                    .expect("create")
+            }
+        });
+        for response in futures_util::future::join_all(requests).await {
+            assert_eq!(response.status(), 200);
+        }
+    }
+    addr.create_task(&bob, "bob's secret").await;
+
+    let response = client
+        .get(format!("http://{addr}/export"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(response.status(), 200);
+    let disposition = response
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"taskql-export-"),
+        "{disposition}"
+    );
+    let export: Value = response.json().await.expect("one JSON document");
+    assert_eq!(export["user"]["id"], "ann");
+    let tasks = export["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 600);
+    let mut ids: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["id"].as_str().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 600, "each task once");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["title"].as_str().is_some_and(|t| t.starts_with("ann ")))
+    );
+    // Exactly what the API says of the same task.
+    let one = post(
+        addr,
+        Some(&ann),
+        &format!(r#"{{ task(id: "{}") {{ id title description completed priority dueAt completedAt createdAt updatedAt }} }}"#, tasks[0]["id"].as_str().expect("id")),
+    )
+    .await;
+    assert_eq!(one.ok()["task"], tasks[0]);
+
+    let anonymous = client
+        .get(format!("http://{addr}/export"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(anonymous.status(), 401);
+    let forged = client
+        .get(format!("http://{addr}/export"))
+        .bearer_auth("not.a.token")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(forged.status(), 401);
+}
+
+#[tokio::test]
 async fn forty_parallel_downloads_of_one_user_do_not_starve_another_user() {
     // The reproduction's settings: a small in-flight cap and a small pool.
     let app = TestApp::spawn_with(
@@ -42,13 +130,7 @@ async fn forty_parallel_downloads_of_one_user_do_not_starve_another_user() {
     let attacker = app.token_for("mallory");
     seed_tasks(&app, &attacker, "mallory", 30_000).await;
     let other = app.token_for("olivia");
-    app.gql(
-        Some(&other),
-        "mutation { createTask(input: { title: \"mine\" }) { id } }",
-        json!({}),
-    )
-    .await
-    .ok();
+    app.create_task(&other, "mine").await;
 
     let downloads: Vec<_> = (0..40)
         .map(|_| {
