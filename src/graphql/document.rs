@@ -1,14 +1,13 @@
-//! Facts about a parsed document that the pipeline checks before async-graphql executes it:
-//! which operation runs, how many aliases it uses, whether it introspects, and where
-//! variables feed arguments.
+//! What the pipeline reads of a parsed document for one request: which operation runs, the
+//! variables it requires, and the rewrite for variables a request omitted. (What holds for
+//! every request with the same text is in the document's `plan`.)
 //!
-//! These walk the syntax tree only; they never consult the schema, so they are cheap and run
-//! before validation.
+//! These read the syntax tree only; they never consult the schema.
 
 use std::collections::HashSet;
 
 use async_graphql::{
-    Pos, Positioned, ServerError,
+    Positioned, ServerError,
     parser::types::{
         DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
         SelectionSet, Type,
@@ -97,57 +96,6 @@ fn for_each_field(
     }
 }
 
-/// Aliases written in the document. Counting the text (not the expanded operation) is the
-/// honest measure of alias abuse: repeating a spread does not repeat its fields, because
-/// fields with the same response key merge.
-pub fn count_aliases(doc: &ExecutableDocument) -> usize {
-    let mut count = 0;
-    for set in selection_sets(doc) {
-        for_each_field(set, &mut |field| {
-            count += usize::from(field.alias.is_some())
-        });
-    }
-    count
-}
-
-/// Whether the document asks for `__schema` or `__type` (`__typename` is not introspection:
-/// clients add it everywhere for their caches).
-pub fn uses_introspection(doc: &ExecutableDocument) -> bool {
-    let mut found = false;
-    for set in selection_sets(doc) {
-        for_each_field(set, &mut |field| {
-            found |= matches!(field.name.node.as_str(), "__schema" | "__type");
-        });
-    }
-    found
-}
-
-/// Positions of arguments whose value is, or contains, a variable. async-graphql reports a
-/// variable that does not fit its argument as a validation error at the argument; those are
-/// the client's input (`BAD_USER_INPUT`), not a broken document.
-pub fn variable_argument_positions(doc: &ExecutableDocument) -> HashSet<Pos> {
-    let mut positions = HashSet::new();
-    for set in selection_sets(doc) {
-        for_each_field(set, &mut |field| {
-            for (name, value) in &field.arguments {
-                if contains_variable(&value.node) {
-                    positions.insert(name.pos);
-                }
-            }
-        });
-    }
-    positions
-}
-
-fn contains_variable(value: &Value) -> bool {
-    match value {
-        Value::Variable(_) => true,
-        Value::List(items) => items.iter().any(contains_variable),
-        Value::Object(fields) => fields.values().any(contains_variable),
-        _ => false,
-    }
-}
-
 /// Required variables (non-null type, no default) that were not provided or are null.
 /// The spec makes these request errors; async-graphql would only notice them while
 /// resolving, as field errors.
@@ -182,6 +130,17 @@ fn display_type(ty: &Positioned<Type>) -> String {
     ty.node.to_string()
 }
 
+/// Whether the request omits a variable `op` declares without a default: then the document
+/// must be rewritten for it ([`drop_omitted_variables`]).
+pub fn omits_variables(
+    op: &OperationDefinition,
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    op.variable_definitions.iter().any(|def| {
+        def.node.default_value.is_none() && !variables.contains_key(def.node.name.node.as_str())
+    })
+}
+
 /// Makes variables that the operation declares but the request did not send (and that have
 /// no default) mean "absent" inside input objects, as the GraphQL spec's input coercion says.
 ///
@@ -209,6 +168,7 @@ pub fn drop_omitted_variables(
     if omitted.is_empty() {
         return;
     }
+    let used_before = arguments_variables(doc);
     for set in selection_sets_mut(doc) {
         for_each_field_mut(set, &mut |field| {
             for (_, value) in &mut field.arguments {
@@ -216,14 +176,7 @@ pub fn drop_omitted_variables(
             }
         });
     }
-    let mut used = HashSet::new();
-    for set in selection_sets(doc) {
-        for_each_field(set, &mut |field| {
-            for (_, value) in &field.arguments {
-                collect_variables(&value.node, &mut used);
-            }
-        });
-    }
+    let used = arguments_variables(doc);
     let op = match &mut doc.operations {
         DocumentOperations::Single(op) => Some(&mut op.node),
         DocumentOperations::Multiple(ops) => match operation_name {
@@ -232,11 +185,26 @@ pub fn drop_omitted_variables(
         },
     };
     if let Some(op) = op {
+        // Only declarations this rewrite left unused go: one the client wrote unused (or used
+        // only in a directive) stays, for validation to judge.
         op.variable_definitions.retain(|def| {
             let name = def.node.name.node.as_str();
-            !omitted.contains(name) || used.contains(name)
+            !omitted.contains(name) || used.contains(name) || !used_before.contains(name)
         });
     }
+}
+
+/// The variables the document's field arguments use.
+fn arguments_variables(doc: &ExecutableDocument) -> HashSet<String> {
+    let mut used = HashSet::new();
+    for set in selection_sets(doc) {
+        for_each_field(set, &mut |field| {
+            for (_, value) in &field.arguments {
+                collect_variables(&value.node, &mut used);
+            }
+        });
+    }
+    used
 }
 
 fn drop_omitted_entries(value: &mut Value, omitted: &HashSet<String>) {
@@ -341,33 +309,6 @@ mod tests {
     }
 
     #[test]
-    fn aliases_are_counted_as_written_fragments_included() {
-        let text =
-            "{ a: apiVersion b: apiVersion ...F ...F } fragment F on Query { c: apiVersion }";
-        assert_eq!(count_aliases(&doc(text)), 3);
-        assert_eq!(count_aliases(&doc("{ apiVersion }")), 0);
-    }
-
-    #[test]
-    fn typename_is_not_introspection_but_schema_and_type_are() {
-        assert!(!uses_introspection(&doc(
-            "{ __typename tasks { __typename } }"
-        )));
-        assert!(uses_introspection(&doc(
-            "{ __schema { queryType { name } } }"
-        )));
-        assert!(uses_introspection(&doc(
-            "{ ...F } fragment F on Query { __type(name: \"Task\") { name } }"
-        )));
-    }
-
-    #[test]
-    fn arguments_fed_by_variables_are_found_however_deep() {
-        let text = "query($t: String, $p: Int) { a: tasks(first: 1) { version } b: tasks(filter: { title: { contains: $t } }) { version } c: tasks(first: $p) { version } }";
-        assert_eq!(variable_argument_positions(&doc(text)).len(), 2);
-    }
-
-    #[test]
     fn required_variables_must_be_given_and_not_null() {
         let text = "query($id: ID!, $n: Int! = 1, $o: String) { apiVersion }";
         let document = doc(text);
@@ -428,5 +369,11 @@ mod tests {
             &variables(json!({ "t": "milk", "d": null })),
         );
         assert_eq!(input_keys(&document), ["title", "description", "priority"]);
+
+        // A declaration the client left unused is not the rewrite's to remove.
+        let mut document = doc("query($unused: Int) { apiVersion }");
+        drop_omitted_variables(&mut document, None, &variables(json!({})));
+        let op = select_operation(&document, None).expect("op");
+        assert_eq!(op.variable_definitions.len(), 1);
     }
 }

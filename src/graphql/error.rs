@@ -226,20 +226,11 @@ pub fn set_code(error: &mut ServerError, code: ErrorCode) {
 }
 
 /// The last line of defence: an error that reached the response without a code did not come
-/// through [`AppError`] (async-graphql's own argument parsing, or a bug). Argument parse
-/// failures are the client's; anything else is masked like an internal error.
+/// through [`AppError`], nor from a check that classifies what it raises (the pipeline's,
+/// `ValidateOnce`'s). Input is coerced before execution, so this is a bug: masked like an
+/// internal error, and logged.
 pub fn ensure_code(error: &mut ServerError) {
     if code_of(error).is_some() {
-        return;
-    }
-    // async-graphql's own input coercion messages: `Failed to parse "T": …`,
-    // `Invalid value for argument …`, `Expected input type "T", found …`.
-    let coercion = ["Failed to parse", "Invalid value", "Expected input type"];
-    if coercion
-        .iter()
-        .any(|prefix| error.message.starts_with(prefix))
-    {
-        set_code(error, ErrorCode::BadUserInput);
         return;
     }
     let error_id = uuid::Uuid::new_v4().to_string();

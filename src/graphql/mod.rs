@@ -2,6 +2,7 @@
 //! tests and the `taskql schema` command build the schema without a server.
 //!
 //! - [`pipeline`]: one operation from request parameters to an [`pipeline::Outcome`].
+//! - [`plan`]: what is learned of a document once per text, shared by every request.
 //! - [`nesting`]: the bound on how deeply a document or its variables nest, checked first.
 //! - [`document`]: syntax-level checks run before execution (operation, aliases, ...).
 //! - [`validate`]: the validation rules async-graphql misses.
@@ -32,6 +33,7 @@ pub mod inputs;
 pub mod nesting;
 pub mod nulls;
 pub mod pipeline;
+pub mod plan;
 pub mod scalars;
 pub mod settings;
 pub mod shape;
@@ -99,9 +101,9 @@ pub fn build_schema(
     if limits.max_depth > 0 {
         builder = builder.limit_depth(limits.max_depth);
     }
-    if limits.max_complexity > 0 {
-        builder = builder.limit_complexity(limits.max_complexity);
-    }
+    // The complexity limit is checked by the pipeline (`cost`), per request: it depends on
+    // the variables, and async-graphql's validation runs once per document text.
+    builder = builder.extension(pipeline::ValidateOnce);
     if crate::telemetry::tracing_enabled() {
         builder = builder.extension(traced::ResolverSpans);
     }

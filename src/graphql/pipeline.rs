@@ -5,13 +5,23 @@
 //!
 //! The HTTP layer turns an [`Outcome`] into a status code and a body; the WebSocket transport
 //! sends it as a message, and for a subscription gets a stream of them ([`Executor::start`]),
-//! each event through the same checks after execution. Depth and complexity limits are
-//! enforced by async-graphql itself during validation (configured in `graphql::build_schema`).
+//! each event through the same checks after execution.
+//!
+//! A document is parsed and planned once per text ([`plan`]); async-graphql validates it
+//! once too ([`ValidateOnce`]): the depth limit is its, the complexity limit taskql's own
+//! (in [`cost`]), since complexity depends on the variables' page sizes.
 
-use std::{pin::Pin, sync::Arc};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use async_graphql::{
-    Response, ServerError, Value, Variables,
+    Response, ServerError, ServerResult, ValidationResult, Value, Variables,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
     parser::{
         parse_query,
         types::{ExecutableDocument, OperationDefinition, OperationType},
@@ -24,10 +34,10 @@ use tracing::Instrument as _;
 
 use super::GraphQLConfig;
 use super::{
-    AppSchema, apq, cost,
-    document::{self, count_aliases, select_operation, uses_introspection},
+    AppSchema, apq, cost, document,
     error::{DatabaseUnavailable, ErrorCode, code_of, ensure_code, server_error, set_code},
     nesting, nulls,
+    plan::{Plan, PlanCache},
     shape::Shape,
     validate,
     viewer::Viewer,
@@ -144,7 +154,7 @@ pub struct Executor {
     persisted: Arc<dyn apq::PersistedQueryStore>,
     shape: Shape,
     health: Arc<Health>,
-    documents: DocumentCache,
+    plans: PlanCache,
 }
 
 impl std::fmt::Debug for Executor {
@@ -166,7 +176,7 @@ impl Executor {
     ) -> Result<Self, super::shape::ShapeError> {
         Ok(Self {
             shape: Shape::from_sdl(&super::sdl())?,
-            documents: DocumentCache::new(DOCUMENT_CACHE_SIZE),
+            plans: PlanCache::default(),
             schema,
             limits,
             persisted,
@@ -295,9 +305,10 @@ impl Executor {
             return Err(Refusal::new(Failure::Document, vec![error]));
         }
 
-        let mut doc = tracing::debug_span!("graphql.parse").in_scope(|| self.parse(&query))?;
+        let plan = tracing::debug_span!("graphql.parse").in_scope(|| self.plan(&query))?;
 
-        let operation = select_operation(&doc, operation_name.as_deref())
+        let operation = plan
+            .operation(operation_name.as_deref())
             .map_err(|error| Refusal::new(Failure::Document, vec![error]))?;
         seen.kind = match operation.ty {
             OperationType::Query => "query",
@@ -305,7 +316,7 @@ impl Executor {
             OperationType::Subscription => "subscription",
         };
         if seen.name.is_none() {
-            seen.name = document::single_operation_name(&doc);
+            seen.name.clone_from(&plan.single_name);
         }
         let subscription = operation.ty == OperationType::Subscription;
         if cx.method == Method::Get && !document::is_query(operation) {
@@ -327,10 +338,10 @@ impl Executor {
         let missing = document::missing_required_variables(operation, &variables);
 
         if let Some(hash) = persisted {
-            self.persisted.put(hash, query.clone()).await;
+            self.persisted.put(hash, query).await;
         }
 
-        let aliases = count_aliases(&doc);
+        let aliases = plan.aliases;
         if self.limits.max_aliases > 0 && aliases > self.limits.max_aliases {
             return Err(Refusal::one(
                 Failure::Document,
@@ -342,7 +353,7 @@ impl Executor {
             ));
         }
 
-        if uses_introspection(&doc) {
+        if plan.introspection {
             if !self.limits.introspection {
                 return Err(Refusal::one(
                     Failure::Forbidden,
@@ -365,9 +376,14 @@ impl Executor {
 
         let root = nulls::root_of(operation);
         tracing::debug_span!("graphql.validate").in_scope(|| {
-            // Cost first: it bounds fragment expansion, which the validation walks rely on.
-            self.check_cost(&doc, operation, root, &variables)?;
-            let invalid = validate::check(&doc, operation, root, &self.shape, &variables);
+            // Cost first: it bounds fragment expansion, which the plan's rules did not walk.
+            self.check_cost(plan.doc(), operation, root, &variables)?;
+            let mut invalid = plan.verdict(operation).to_vec();
+            invalid.extend(validate::check_variables(
+                operation,
+                &self.shape,
+                &variables,
+            ));
             if invalid.is_empty() {
                 Ok(())
             } else {
@@ -375,12 +391,18 @@ impl Executor {
             }
         })?;
 
-        document::drop_omitted_variables(&mut doc, operation_name.as_deref(), &variables);
-        let variable_positions = document::variable_argument_positions(&doc);
-        let marked = nulls::mark_skippable(&mut doc);
-        let mut request = async_graphql::Request::new(query.clone())
+        let omitted = document::omits_variables(operation, &variables);
+        let (doc, shared) = plan.runnable(operation_name.as_deref(), &variables, omitted);
+        let admitted = Arc::new(Admitted {
+            plan: Arc::clone(&plan),
+            shared,
+            refused: AtomicBool::new(false),
+        });
+        // The text is not read again: the parsed document goes in below.
+        let mut request = async_graphql::Request::new(String::new())
             .variables(Variables::from_json(Json::Object(variables.clone())))
-            .data(cx.viewer.clone());
+            .data(cx.viewer.clone())
+            .data(Arc::clone(&admitted));
         if let Some(link) = &cx.live {
             request = request.data(Arc::clone(link));
         }
@@ -393,21 +415,19 @@ impl Executor {
             request,
             subscription,
             executed: Executed {
-                variable_positions,
-                query,
+                admitted,
                 operation_name,
                 variables,
-                marked,
             },
         })
     }
 
-    /// The document `query` parses to: from the cache when the same text was parsed before
-    /// (clients send a handful of documents over and over), else checked for nesting,
-    /// parsed, and remembered.
-    fn parse(&self, query: &str) -> Result<ExecutableDocument, Refusal> {
-        if let Some(doc) = self.documents.get(query) {
-            return Ok(doc);
+    /// The plan of the document `query`: from the cache when the same text was planned
+    /// before (clients send a handful of documents over and over), else checked for
+    /// nesting, parsed, planned and remembered.
+    fn plan(&self, query: &str) -> Result<Arc<Plan>, Refusal> {
+        if let Some(plan) = self.plans.get(query) {
+            return Ok(plan);
         }
         // Before the parser: it, the validator and the executor all recurse over values.
         if let Err(problem) = nesting::check_document(query) {
@@ -436,8 +456,9 @@ impl Executor {
             set_code(&mut error, ErrorCode::GraphqlParseFailed);
             Refusal::new(Failure::Document, vec![error])
         })?;
-        self.documents.put(query, &doc);
-        Ok(doc)
+        let plan = Arc::new(Plan::new(doc, &self.shape));
+        self.plans.put(query, &plan);
+        Ok(plan)
     }
 
     /// Refuses documents whose database work (or fragment expansion) is over the limits,
@@ -456,19 +477,14 @@ impl Executor {
                 message,
             )
         };
-        let cost = cost::estimate(
-            doc,
-            &self.shape,
-            root,
-            &operation.selection_set.node,
-            variables,
-        )
-        .map_err(|cost::TooCostly::FragmentNesting| {
-            refuse(format!(
-                "Fragments nest more than {} levels deep.",
-                cost::MAX_FRAGMENT_NESTING
-            ))
-        })?;
+        let cost = cost::estimate(doc, &self.shape, root, operation, variables).map_err(
+            |cost::TooCostly::FragmentNesting| {
+                refuse(format!(
+                    "Fragments nest more than {} levels deep.",
+                    cost::MAX_FRAGMENT_NESTING
+                ))
+            },
+        )?;
         if cost.fields > cost::MAX_EXPANDED_FIELDS {
             return Err(refuse(format!(
                 "The document expands to {} fields through its fragments; this server accepts at most {}.",
@@ -482,6 +498,13 @@ impl Executor {
                 "The document could run {} database statements; this server allows at most {max} per operation. \
                  Ask for fewer lists, counts or rows.",
                 cost.statements
+            )));
+        }
+        let max = self.limits.max_complexity;
+        if max > 0 && cost.complexity > max as u64 {
+            return Err(refuse(format!(
+                "Query is too complex: its complexity is {}, and this server accepts at most {max}.",
+                cost.complexity
             )));
         }
         Ok(())
@@ -509,51 +532,15 @@ impl Executor {
         self.finish(response, &prepared.executed)
     }
 
-    /// Classifies what execution returned and applies the rules every response follows:
-    /// error codes, no suggestions with introspection off, database health, null rules.
+    /// Applies the rules every response follows to what execution returned: error codes,
+    /// database health, null rules. (With introspection off, async-graphql makes no
+    /// suggestions: `build_schema` switches them off, and `validate` refuses the one kind it
+    /// would make regardless, for a directive's arguments.)
     fn finish(&self, mut response: Response, executed: &Executed) -> Outcome {
-        let Executed {
-            variable_positions,
-            query,
-            operation_name,
-            variables,
-            marked,
-        } = executed;
-        // async-graphql reports validation failures (including over-deep or over-complex
-        // documents) as errors without a path and no data; execution errors always have one.
-        let refused = matches!(response.data, Value::Null)
-            && !response.errors.is_empty()
-            && response.errors.iter().all(|error| error.path.is_empty());
-        if refused {
-            for error in &mut response.errors {
-                if code_of(error).is_none() {
-                    let from_variable = error.message.starts_with("Invalid value for argument")
-                        && error
-                            .locations
-                            .iter()
-                            .any(|pos| variable_positions.contains(pos));
-                    set_code(
-                        error,
-                        if from_variable {
-                            ErrorCode::BadUserInput
-                        } else {
-                            ErrorCode::GraphqlValidationFailed
-                        },
-                    );
-                }
-            }
-        }
+        // Set by `ValidateOnce` when async-graphql refused the document before running it;
+        // those errors already carry their codes.
+        let refused = executed.admitted.refused.load(Ordering::Acquire);
         response.errors.iter_mut().for_each(ensure_code);
-        if !self.limits.introspection {
-            // async-graphql's suggestions name fields and arguments of the schema; with
-            // introspection off they would rebuild it piece by piece. Apollo Server drops them
-            // the same way.
-            for error in &mut response.errors {
-                if let Some(at) = error.message.find(" Did you mean") {
-                    error.message.truncate(at);
-                }
-            }
-        }
         let trouble = response
             .errors
             .iter()
@@ -568,8 +555,8 @@ impl Executor {
             Some(false) => self.health.suspect(),
             None => {}
         }
-        if !refused && (*marked || !response.errors.is_empty()) {
-            self.complete(&mut response, query, operation_name.as_deref(), variables);
+        if !refused && (executed.admitted.plan.marked() || !response.errors.is_empty()) {
+            self.complete(&mut response, executed);
         }
         Outcome {
             response,
@@ -577,20 +564,11 @@ impl Executor {
         }
     }
 
-    /// Applies the spec's null rules to an executed response (see `nulls`). The document is
-    /// taken again from its text (usually from the cache): cheaper than keeping a copy of
-    /// every document for the few responses that need it.
-    fn complete(
-        &self,
-        response: &mut Response,
-        query: &str,
-        operation_name: Option<&str>,
-        variables: &Map<String, Json>,
-    ) {
-        let Ok(doc) = self.parse(query) else {
-            return;
-        };
-        let Ok(operation) = select_operation(&doc, operation_name) else {
+    /// Applies the spec's null rules to an executed response (see `nulls`), walking the
+    /// document as parsed, which the plan keeps.
+    fn complete(&self, response: &mut Response, executed: &Executed) {
+        let plan = &executed.admitted.plan;
+        let Ok(operation) = plan.operation(executed.operation_name.as_deref()) else {
             return;
         };
         let error_paths = response
@@ -600,45 +578,13 @@ impl Executor {
             .collect();
         nulls::complete(
             &mut response.data,
-            &doc,
+            plan.doc(),
             operation,
             nulls::root_of(operation),
             &self.shape,
-            variables,
+            &executed.variables,
             error_paths,
         );
-    }
-}
-
-/// How many parsed documents are remembered, and the longest text that is (so the cache
-/// holds at most a few megabytes).
-const DOCUMENT_CACHE_SIZE: usize = 1000;
-const MAX_CACHED_DOCUMENT_BYTES: usize = 4096;
-
-/// Parsed documents by their text. A hit skips the nesting scan and the parser; the caller
-/// gets its own copy, which the pipeline then adjusts to the request's variables.
-struct DocumentCache(Option<std::sync::Mutex<lru::LruCache<String, Arc<ExecutableDocument>>>>);
-
-impl DocumentCache {
-    fn new(capacity: usize) -> Self {
-        Self(
-            std::num::NonZeroUsize::new(capacity)
-                .map(|cap| std::sync::Mutex::new(lru::LruCache::new(cap))),
-        )
-    }
-
-    fn get(&self, query: &str) -> Option<ExecutableDocument> {
-        let doc = self.0.as_ref()?.lock().ok()?.get(query).cloned()?;
-        Some(ExecutableDocument::clone(&doc))
-    }
-
-    fn put(&self, query: &str, doc: &ExecutableDocument) {
-        if query.len() > MAX_CACHED_DOCUMENT_BYTES {
-            return;
-        }
-        if let Some(Ok(mut cache)) = self.0.as_ref().map(|cache| cache.lock()) {
-            cache.put(query.to_owned(), Arc::new(doc.clone()));
-        }
     }
 }
 
@@ -689,13 +635,107 @@ struct Prepared {
 
 /// What [`Executor::finish`] needs to know of the operation whose response it completes.
 struct Executed {
-    variable_positions: std::collections::HashSet<async_graphql::Pos>,
-    /// The document's text and its variables, for the null rules after execution.
-    query: String,
+    admitted: Arc<Admitted>,
+    /// The operation and its variables, for the null rules after execution.
     operation_name: Option<String>,
     variables: Map<String, Json>,
-    /// Whether `nulls::mark_skippable` added hidden fields that must be removed again.
-    marked: bool,
+}
+
+/// Request data shared with [`ValidateOnce`]: the plan whose verdict it may answer with or
+/// remember, and whether async-graphql refused the document before running it.
+struct Admitted {
+    plan: Arc<Plan>,
+    /// Whether async-graphql gets the plan's own document (not one rewritten for omitted
+    /// variables), so that its validation verdict holds for every request with the text.
+    shared: bool,
+    refused: AtomicBool,
+}
+
+/// async-graphql's validation, once per document text: a plan's cached verdict answers
+/// without running its rules. Only a pass is remembered, and only for a document that is
+/// the same for every request ([`Admitted::shared`]); what in that validation depends on
+/// variables (their values at arguments, complexity) taskql checks per request before
+/// async-graphql runs (`validate::check_variables`, `cost`).
+///
+/// Errors it reports are classified here, where they are raised: at an argument fed by a
+/// variable, the client's input (`BAD_USER_INPUT`); else a broken document.
+pub struct ValidateOnce;
+
+impl ExtensionFactory for ValidateOnce {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ValidateOnce)
+    }
+}
+
+impl ValidateOnce {
+    fn refuse(admitted: Option<&Arc<Admitted>>, errors: &mut [ServerError]) {
+        for error in errors.iter_mut() {
+            if code_of(error).is_some() {
+                continue;
+            }
+            let from_variable = admitted.is_some_and(|admitted| {
+                error
+                    .locations
+                    .iter()
+                    .any(|pos| admitted.plan.variable_positions.contains(pos))
+            });
+            set_code(
+                error,
+                if from_variable {
+                    ErrorCode::BadUserInput
+                } else {
+                    ErrorCode::GraphqlValidationFailed
+                },
+            );
+        }
+        if let Some(admitted) = admitted {
+            admitted.refused.store(true, Ordering::Release);
+        }
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ValidateOnce {
+    /// The parse step checks recursion depth and the number of directives.
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|mut error| {
+            Self::refuse(
+                ctx.data_opt::<Arc<Admitted>>(),
+                std::slice::from_mut(&mut error),
+            );
+            error
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let admitted = ctx.data_opt::<Arc<Admitted>>();
+        let shared = admitted.filter(|admitted| admitted.shared);
+        if let Some(result) = shared.and_then(|admitted| admitted.plan.validated()) {
+            return Ok(result);
+        }
+        match next.run(ctx).await {
+            Ok(result) => {
+                if let Some(admitted) = shared {
+                    admitted.plan.remember_validated(result);
+                }
+                Ok(result)
+            }
+            Err(mut errors) => {
+                Self::refuse(admitted, &mut errors);
+                Err(errors)
+            }
+        }
+    }
 }
 
 /// Reads `extensions.persistedQuery` (version 1, the only one APQ defines).

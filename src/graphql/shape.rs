@@ -24,6 +24,8 @@ pub struct FieldShape {
 pub struct Shape {
     objects: HashMap<String, HashMap<String, FieldShape>>,
     inputs: HashMap<String, HashMap<String, Type>>,
+    /// The fields of each input object a value must give: non-null, without a default.
+    required: HashMap<String, Vec<String>>,
     enums: HashMap<String, Vec<String>>,
 }
 
@@ -97,11 +99,20 @@ impl Shape {
                     shape.enums.insert(name, values);
                 }
                 TypeKind::InputObject(input) => {
+                    let required = input
+                        .fields
+                        .iter()
+                        .filter(|field| {
+                            !field.node.ty.node.nullable && field.node.default_value.is_none()
+                        })
+                        .map(|field| field.node.name.node.to_string())
+                        .collect();
                     let fields = input
                         .fields
                         .into_iter()
                         .map(|field| (field.node.name.node.to_string(), field.node.ty.node))
                         .collect();
+                    shape.required.insert(name.clone(), required);
                     shape.inputs.insert(name, fields);
                 }
                 _ => {}
@@ -139,6 +150,11 @@ impl Shape {
     /// The fields of an input object type; `None` when `name` is not one.
     pub fn input(&self, name: &str) -> Option<&HashMap<String, Type>> {
         self.inputs.get(name)
+    }
+
+    /// The fields of input object `name` that every value of it must give.
+    pub fn required_inputs(&self, name: &str) -> &[String] {
+        self.required.get(name).map_or(&[], Vec::as_slice)
     }
 }
 

@@ -45,6 +45,19 @@ pub fn check(
     shape: &Shape,
     variables: &Map<String, Json>,
 ) -> Vec<ServerError> {
+    let mut errors = check_document(doc, op, root, shape);
+    errors.extend(check_variables(op, shape, variables));
+    errors
+}
+
+/// The rules that read only the document: the same answer for every request that sends
+/// its text, so the pipeline keeps it in the document's plan.
+pub fn check_document(
+    doc: &ExecutableDocument,
+    op: &OperationDefinition,
+    root: &str,
+    shape: &Shape,
+) -> Vec<ServerError> {
     let mut errors = Vec::new();
     fields(
         shape,
@@ -56,6 +69,19 @@ pub fn check(
         },
     );
     check_overlaps(doc, &[&op.selection_set.node], &mut errors);
+    check_directives(doc, &mut errors);
+    errors
+}
+
+/// The variables' values against their declared types: input coercion, which the spec
+/// runs before execution. With it complete, async-graphql's own check of variable values
+/// (inside its validation) finds nothing more, so that validation can be kept per text.
+pub fn check_variables(
+    op: &OperationDefinition,
+    shape: &Shape,
+    variables: &Map<String, Json>,
+) -> Vec<ServerError> {
+    let mut errors = Vec::new();
     for definition in &op.variable_definitions {
         let def = &definition.node;
         if let Some(value) = variables.get(def.name.node.as_str())
@@ -73,6 +99,40 @@ pub fn check(
         }
     }
     errors
+}
+
+/// Every `@skip` and `@include` in the document's selections, with one `if` argument; no
+/// other directive is executable here. async-graphql would report an unknown argument of a
+/// directive with "Did you mean", whether suggestions are switched off or not.
+fn check_directives(doc: &ExecutableDocument, errors: &mut Vec<ServerError>) {
+    let mut pending: Vec<&SelectionSet> = doc
+        .operations
+        .iter()
+        .map(|(_, op)| &op.node.selection_set.node)
+        .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+        .collect();
+    while let Some(set) = pending.pop() {
+        for item in &set.items {
+            let directives = match &item.node {
+                Selection::Field(field) => {
+                    pending.push(&field.node.selection_set.node);
+                    &field.node.directives
+                }
+                Selection::InlineFragment(fragment) => {
+                    pending.push(&fragment.node.selection_set.node);
+                    &fragment.node.directives
+                }
+                Selection::FragmentSpread(spread) => &spread.node.directives,
+            };
+            for directive in directives {
+                if let Some(message) = condition_directive_problem(&directive.node) {
+                    let mut error = server_error(ErrorCode::GraphqlValidationFailed, message);
+                    error.locations = vec![directive.pos];
+                    errors.push(error);
+                }
+            }
+        }
+    }
 }
 
 /// Calls `visit` with each field of `set` and the type it is selected on, descending into
@@ -228,8 +288,7 @@ fn same_arguments(a: &Field, b: &Field) -> bool {
         })
 }
 
-/// `__typename` takes no arguments and no selection, and only the executable directives
-/// `@skip` and `@include`, each with its one `if` argument.
+/// `__typename` takes no arguments and no selection.
 fn typename_rules(field: &Positioned<Field>, errors: &mut Vec<ServerError>) {
     let mut refuse = |pos, message: String| {
         let mut error = server_error(ErrorCode::GraphqlValidationFailed, message);
@@ -251,11 +310,7 @@ fn typename_rules(field: &Positioned<Field>, errors: &mut Vec<ServerError>) {
             "Field \"__typename\" of type \"String!\" must not have a selection.".to_owned(),
         );
     }
-    for directive in &field.node.directives {
-        if let Some(message) = condition_directive_problem(&directive.node) {
-            refuse(directive.pos, message);
-        }
-    }
+    // Its directives are checked with every other selection's, in `check_directives`.
 }
 
 fn condition_directive_problem(directive: &Directive) -> Option<String> {
@@ -330,30 +385,48 @@ impl Input for Json {
 
 /// Where `value` does not fit `ty`, as the spec's input coercion decides it. async-graphql
 /// checks top-level arguments itself, but inside input objects it lets wrong shapes and
-/// out-of-range numbers through to execution. JSON has no enum literal, so there a string
-/// names an enum value; in a document only an enum token does.
-fn fits<V: Input>(shape: &Shape, ty: &Type, value: &V, strings_name_enums: bool) -> Option<String> {
+/// out-of-range numbers through to execution. `json` says the value is a variable's: JSON
+/// has no enum literal, so there a string names an enum value (in a document only an enum
+/// token does), and its input objects are checked for unknown and missing fields, which
+/// async-graphql checks for a document's literals only.
+fn fits<V: Input>(shape: &Shape, ty: &Type, value: &V, json: bool) -> Option<String> {
     let kind = value.kind();
     match (&kind, &ty.base) {
         (Kind::Variable, _) => None,
         (Kind::Null, _) => (!ty.nullable).then(|| format!("expected a non-null \"{ty}\"")),
-        (Kind::List(items), BaseType::List(inner)) => items
-            .iter()
-            .find_map(|item| fits(shape, inner, item, strings_name_enums)),
+        (Kind::List(items), BaseType::List(inner)) => {
+            items.iter().find_map(|item| fits(shape, inner, item, json))
+        }
         // A single value where a list is expected is coerced to a list of one.
-        (_, BaseType::List(inner)) => fits(shape, inner, value, strings_name_enums),
+        (_, BaseType::List(inner)) => fits(shape, inner, value, json),
         (_, BaseType::Named(name)) => {
             if let Some(fields) = shape.input(name) {
                 let Kind::Object(object) = kind else {
                     return Some(format!("expected an input object of type \"{name}\""));
                 };
-                return object.into_iter().find_map(|(key, item)| {
-                    fits(shape, fields.get(key)?, item, strings_name_enums)
-                });
+                // A document's literals are checked for unknown and missing fields by
+                // async-graphql; a variable's JSON only here.
+                if json {
+                    if let Some((key, _)) =
+                        object.iter().find(|(key, _)| !fields.contains_key(*key))
+                    {
+                        return Some(format!("\"{name}\" has no field \"{key}\""));
+                    }
+                    if let Some(missing) = shape
+                        .required_inputs(name)
+                        .iter()
+                        .find(|field| !object.iter().any(|(key, _)| key == field))
+                    {
+                        return Some(format!("the field \"{missing}\" of \"{name}\" is required"));
+                    }
+                }
+                return object
+                    .into_iter()
+                    .find_map(|(key, item)| fits(shape, fields.get(key)?, item, json));
             }
             let enum_value = match kind {
                 Kind::Enum(value) => Some(value),
-                Kind::String(value) if strings_name_enums => Some(value),
+                Kind::String(value) if json => Some(value),
                 _ => None,
             };
             let fits = match (name.as_str(), &kind) {

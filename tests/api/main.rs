@@ -38,5 +38,6 @@ mod sync;
 mod tasks;
 mod tokens;
 mod traces;
+mod warm_documents;
 mod websocket;
 mod zero_setup;
