@@ -12,7 +12,11 @@ use crate::{
     auth::AuthMode,
     auth::Verifier,
     db::{self, Database, Pooler, health::Health, users::SyncedUsers},
-    graphql::{self, apq::MemoryStore, cursor::CursorKeys, pipeline::Executor},
+    graphql::{
+        self,
+        pipeline::{Executor, apq::MemoryStore},
+        schema::cursor::CursorKeys,
+    },
     http::{
         self, AppState, Shared,
         admission::{Holdings, InFlight},

@@ -210,7 +210,7 @@ impl Command {
                 eprintln!("taskql: {err:#}");
                 // A schema whose checks cannot be set up is as unusable as a bad setting.
                 if err
-                    .downcast_ref::<crate::graphql::shape::ShapeError>()
+                    .downcast_ref::<crate::graphql::pipeline::shape::ShapeError>()
                     .is_some()
                 {
                     ExitCode::from(EXIT_CONFIG)

@@ -125,7 +125,7 @@ impl From<AppError> for async_graphql::Error {
             AppError::StaleUpdate { current_updated_at } => {
                 extensions.set(
                     "currentUpdatedAt",
-                    super::scalars::format_time(*current_updated_at),
+                    super::schema::scalars::format_time(*current_updated_at),
                 );
                 (
                     ErrorCode::Conflict,

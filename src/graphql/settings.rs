@@ -61,7 +61,7 @@ pub struct GraphQLConfig {
     /// `GRAPHQL_MAX_ALIASES`: the most aliases in one document; 0 turns the limit off.
     pub max_aliases: usize,
     /// `GRAPHQL_MAX_STATEMENTS`: the most SQL statements one operation may run, as estimated
-    /// before it runs (`graphql::cost`); 0 turns the limit off.
+    /// before it runs (`graphql::pipeline::cost`); 0 turns the limit off.
     pub max_statements: u64,
     /// `GRAPHQL_MAX_DOCUMENT_BYTES`: the longest query text accepted.
     pub max_document_bytes: usize,

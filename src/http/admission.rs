@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{
     auth::{AuthError, Identity},
-    graphql::viewer::Viewer,
+    graphql::schema::viewer::Viewer,
 };
 
 /// The caller of a request, authenticated and charged one operation.

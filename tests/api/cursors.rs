@@ -5,7 +5,7 @@ use serde_json::json;
 use taskql::{
     auth::Verifier,
     domain::query::{Filter, Order, Position, SortValue},
-    graphql::cursor::{CursorKeys, Scope},
+    graphql::schema::cursor::{CursorKeys, Scope},
 };
 
 use crate::common::{

@@ -36,7 +36,7 @@ fn content_type(reply: &Reply) -> &str {
 }
 
 fn sha256(query: &str) -> String {
-    taskql::graphql::apq::sha256_hex(query)
+    taskql::graphql::pipeline::apq::sha256_hex(query)
 }
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";

@@ -24,7 +24,7 @@ use crate::{
     graphql::{
         error::ErrorCode,
         pipeline::{Context, Method, Started},
-        viewer::Viewer,
+        schema::viewer::Viewer,
     },
     http::{
         AppState,

@@ -311,7 +311,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::graphql::document::select_operation;
+    use crate::graphql::pipeline::document::select_operation;
 
     fn cost_of(query: &str) -> Result<Cost, TooCostly> {
         let shape = Shape::from_sdl(&crate::graphql::sdl()).expect("the shape");
@@ -356,7 +356,7 @@ mod tests {
             }
         }
         let seen = Arc::new(Mutex::new(None));
-        let schema = crate::graphql::builder()
+        let schema = crate::graphql::schema::builder()
             .extension(Capture(Arc::clone(&seen)))
             .finish();
         let request = async_graphql::Request::new(query)
@@ -430,7 +430,7 @@ mod tests {
         for (query, variables) in cases {
             let doc = parse_query(query).expect("parses");
             let op = select_operation(&doc, None).expect("one operation");
-            let root = crate::graphql::nulls::root_of(op);
+            let root = crate::graphql::pipeline::nulls::root_of(op);
             let vars = variables.as_object().cloned().unwrap_or_default();
             let ours = estimate(&doc, &shape, root, op, &vars).expect("within limits");
             let theirs = their_complexity(query, &variables).await;

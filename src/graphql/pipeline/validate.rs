@@ -31,10 +31,10 @@ use async_graphql::{
 use async_graphql_value::Value;
 use serde_json::{Map, Value as Json};
 
-use super::{
+use super::shape::{self, Shape};
+use crate::graphql::{
     error::{ErrorCode, server_error},
-    scalars::parse_time,
-    shape::{self, Shape},
+    schema::scalars::parse_time,
 };
 
 /// Runs the rules over the document and `op`'s variables; every violation is returned.
@@ -467,7 +467,7 @@ mod tests {
             DocumentOperations::Single(op) => op.node.clone(),
             DocumentOperations::Multiple(ops) => ops.values().next().expect("one").node.clone(),
         };
-        let root = crate::graphql::nulls::root_of(&op);
+        let root = crate::graphql::pipeline::nulls::root_of(&op);
         let variables = serde_json::from_value(variables).expect("an object");
         check(&doc, &op, root, &shape, &variables)
             .into_iter()

@@ -15,7 +15,7 @@ use async_graphql::{
 };
 use async_graphql_value::Value;
 
-use super::error::{ErrorCode, server_error};
+use crate::graphql::error::{ErrorCode, server_error};
 
 /// The name of the document's operation when it has exactly one, and it is named.
 pub fn single_operation_name(doc: &ExecutableDocument) -> Option<String> {

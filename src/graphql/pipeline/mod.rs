@@ -11,6 +11,28 @@
 //! once too ([`ValidateOnce`]): the depth limit is its, the complexity limit taskql's own
 //! (in [`cost`]), since complexity depends on the variables' page sizes.
 
+//!
+//! - [`plan`]: what is learned of a document once per text, shared by every request.
+//! - [`nesting`]: the bound on how deeply a document or its variables nest, checked first.
+//! - [`document`]: what one request reads of a document (its operation, required and
+//!   omitted variables).
+//! - [`validate`]: the validation rules async-graphql misses, and variable coercion.
+//! - [`cost`]: the statements, complexity and fragment expansion a document may cost.
+//! - [`nulls`]: the spec's null rules, applied to what async-graphql returns.
+//! - [`shape`]: the schema's types as data, for the checks above.
+//! - [`apq`]: automatic persisted queries.
+//! - [`traced`]: resolver spans, installed only when traces are exported.
+
+pub mod apq;
+pub mod cost;
+pub mod document;
+pub mod nesting;
+pub mod nulls;
+pub mod plan;
+pub mod shape;
+pub mod traced;
+pub mod validate;
+
 use std::{
     pin::Pin,
     sync::{
@@ -32,17 +54,14 @@ use serde_json::{Map, Value as Json};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::GraphQLConfig;
-use super::{
-    AppSchema, apq, cost, document,
+use crate::graphql::{
+    AppSchema, GraphQLConfig,
     error::{DatabaseUnavailable, ErrorCode, code_of, ensure_code, server_error, set_code},
-    nesting, nulls,
-    plan::{Plan, PlanCache},
-    shape::Shape,
-    validate,
-    viewer::Viewer,
+    schema::viewer::Viewer,
 };
 use crate::{db::health::Health, live::Link};
+use plan::{Plan, PlanCache};
+use shape::Shape;
 
 /// The parameters of one GraphQL request, as the GraphQL-over-HTTP spec names them, after
 /// the transport has checked their JSON types.
@@ -173,9 +192,9 @@ impl Executor {
         limits: GraphQLConfig,
         persisted: Arc<dyn apq::PersistedQueryStore>,
         health: Arc<Health>,
-    ) -> Result<Self, super::shape::ShapeError> {
+    ) -> Result<Self, shape::ShapeError> {
         Ok(Self {
-            shape: Shape::from_sdl(&super::sdl())?,
+            shape: Shape::from_sdl(&crate::graphql::sdl())?,
             plans: PlanCache::default(),
             schema,
             limits,
