@@ -108,12 +108,21 @@ impl App {
             stop_announcing,
         );
         let schema = graphql::build_schema(pool.clone(), cursor_keys, hub, &config.graphql);
-        let executor = Arc::new(Executor::new(
+        let mut executor = Executor::new(
             schema,
             config.graphql.clone(),
             Arc::new(MemoryStore::new(config.graphql.apq_cache_size)),
             Arc::clone(&health),
-        )?);
+        )?;
+        let trusted = executor.trust_configured().await?;
+        if trusted > 0 {
+            tracing::info!(
+                documents = trusted,
+                only = config.graphql.trusted_only,
+                "trusted documents planned and validated"
+            );
+        }
+        let executor = Arc::new(executor);
         let listener = TcpListener::bind(config.http.addr)
             .await
             .with_context(|| format!("could not listen on {}", config.http.addr))?;

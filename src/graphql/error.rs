@@ -29,13 +29,14 @@ pub enum ErrorCode {
     RateLimited,
     TooManySubscriptions,
     PersistedQueryNotFound,
+    DocumentNotTrusted,
     Timeout,
     ServiceUnavailable,
     InternalServerError,
 }
 
 impl ErrorCode {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::GraphqlParseFailed,
         Self::GraphqlValidationFailed,
         Self::BadUserInput,
@@ -47,6 +48,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::TooManySubscriptions,
         Self::PersistedQueryNotFound,
+        Self::DocumentNotTrusted,
         Self::Timeout,
         Self::ServiceUnavailable,
         Self::InternalServerError,
@@ -71,6 +73,7 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::DocumentNotTrusted => "DOCUMENT_NOT_TRUSTED",
             Self::Timeout => "TIMEOUT",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",

@@ -1,5 +1,5 @@
 //! The GraphQL layer's settings: the limits a document must keep, introspection, persisted
-//! queries, and the keys pagination cursors are sealed with.
+//! queries, trusted documents, and the keys pagination cursors are sealed with.
 
 use clap::Args;
 
@@ -39,6 +39,18 @@ pub struct GraphQLSettings {
     /// Automatic persisted queries remembered (0 disables the cache).
     #[arg(long, env = "GRAPHQL_APQ_CACHE_SIZE", default_value = "1000", value_parser = whole::<usize, 0, 1_000_000>)]
     pub graphql_apq_cache_size: usize,
+    /// A manifest of trusted documents, keyed by the SHA-256 of their text: graphql-codegen's
+    /// persisted documents or Apollo's persisted query manifest. Each is planned and validated
+    /// at start-up; clients may then send its id instead of its text.
+    #[arg(long, env = "TRUSTED_DOCUMENTS")]
+    pub trusted_documents: Option<std::path::PathBuf>,
+    /// Run only the documents of TRUSTED_DOCUMENTS; refuse every other one.
+    #[arg(long, env = "TRUSTED_DOCUMENTS_ONLY", default_value = "false", value_parser = boolean, action = clap::ArgAction::Set)]
+    pub trusted_documents_only: bool,
+    /// With TRUSTED_DOCUMENTS_ONLY, still run documents that only read the schema
+    /// (GraphiQL's explorer, codegen, editors).
+    #[arg(long, env = "TRUSTED_DOCUMENTS_ALLOW_INTROSPECTION", default_value = "false", value_parser = boolean, action = clap::ArgAction::Set)]
+    pub trusted_documents_allow_introspection: bool,
     /// Comma-separated secrets (32+ bytes each) that seal pagination cursors; the first seals,
     /// all open. Default: derived from AUTH_JWT_SECRET or the development secret; in JWKS mode
     /// a per-process key (set it when running several instances).
@@ -73,6 +85,13 @@ pub struct GraphQLConfig {
     pub introspection_without_token: bool,
     /// `GRAPHQL_APQ_CACHE_SIZE`: how many automatic persisted queries are remembered.
     pub apq_cache_size: usize,
+    /// `TRUSTED_DOCUMENTS`: the manifest of trusted documents, if any.
+    pub trusted_documents: Option<std::path::PathBuf>,
+    /// `TRUSTED_DOCUMENTS_ONLY`: refuse every document not in the manifest.
+    pub trusted_only: bool,
+    /// `TRUSTED_DOCUMENTS_ALLOW_INTROSPECTION`: with `trusted_only`, still run documents
+    /// that only read the schema.
+    pub trusted_allow_introspection: bool,
     /// `CURSOR_SECRET`: secrets the pagination cursors are sealed with, comma-separated; the
     /// first seals, all open (rotation). Empty: derived from the token secret, or random.
     pub cursor_secrets: Vec<Secret>,
@@ -90,6 +109,9 @@ impl From<GraphQLSettings> for GraphQLConfig {
             introspection: settings.graphql_introspection,
             introspection_without_token: settings.graphql_introspection_without_token,
             apq_cache_size: settings.graphql_apq_cache_size,
+            trusted_documents: settings.trusted_documents,
+            trusted_only: settings.trusted_documents_only,
+            trusted_allow_introspection: settings.trusted_documents_allow_introspection,
             cursor_secrets: settings.cursor_secret.unwrap_or_default().0,
         }
     }

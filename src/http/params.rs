@@ -78,8 +78,14 @@ pub(crate) fn from_json(value: Json) -> Result<Params, String> {
         Some(Json::String(name)) => Some(name),
         Some(_) => return Err("\"operationName\" must be a string.".into()),
     };
+    let document_id = match object.remove("documentId") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(id)) => Some(id),
+        Some(_) => return Err("\"documentId\" must be a string.".into()),
+    };
     Ok(Params {
         query,
+        document_id,
         operation_name,
         variables: json_map(object.remove("variables"), "variables")?,
         extensions: json_map(object.remove("extensions"), "extensions")?,
@@ -116,6 +122,7 @@ pub(crate) fn from_query_string(query_string: &str) -> Result<Params, String> {
         };
         match key.as_str() {
             "query" => params.query = Some(value),
+            "documentId" => params.document_id = Some(value).filter(|id| !id.is_empty()),
             "operationName" => params.operation_name = Some(value).filter(|name| !name.is_empty()),
             "variables" => params.variables = decode("variables")?,
             "extensions" => params.extensions = decode("extensions")?,

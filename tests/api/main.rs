@@ -38,6 +38,7 @@ mod sync;
 mod tasks;
 mod tokens;
 mod traces;
+mod trusted_documents;
 mod warm_documents;
 mod websocket;
 mod zero_setup;

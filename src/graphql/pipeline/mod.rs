@@ -21,6 +21,7 @@
 //! - [`nulls`]: the spec's null rules, applied to what async-graphql returns.
 //! - [`shape`]: the schema's types as data, for the checks above.
 //! - [`apq`]: automatic persisted queries.
+//! - [`trusted`]: trusted documents, from a manifest read at start-up.
 //! - [`traced`]: resolver spans, installed only when traces are exported.
 
 pub mod apq;
@@ -31,6 +32,7 @@ pub mod nulls;
 pub mod plan;
 pub mod shape;
 pub mod traced;
+pub mod trusted;
 pub mod validate;
 
 use std::{
@@ -43,7 +45,9 @@ use std::{
 
 use async_graphql::{
     Response, ServerError, ServerResult, ValidationResult, Value, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
+    },
     parser::{
         parse_query,
         types::{ExecutableDocument, OperationDefinition, OperationType},
@@ -62,12 +66,16 @@ use crate::graphql::{
 use crate::{db::health::Health, live::Link};
 use plan::{Plan, PlanCache};
 use shape::Shape;
+use trusted::{ManifestError, Trusted};
 
 /// The parameters of one GraphQL request, as the GraphQL-over-HTTP spec names them, after
 /// the transport has checked their JSON types.
 #[derive(Debug, Default)]
 pub struct Params {
     pub query: Option<String>,
+    /// The id of a trusted document, sent instead of `query` (GraphQL over HTTP's persisted
+    /// documents).
+    pub document_id: Option<String>,
     pub operation_name: Option<String>,
     pub variables: Map<String, Json>,
     pub extensions: Map<String, Json>,
@@ -156,6 +164,23 @@ impl From<Refusal> for Outcome {
     }
 }
 
+/// Where an operation's document comes from.
+enum Source {
+    /// A trusted document, planned and validated at start-up.
+    Trusted(Arc<Plan>),
+    /// A text to plan; `allowed` is false when only trusted documents may run.
+    Text { query: String, allowed: bool },
+}
+
+/// Both APQ clients recognise a miss by this exact message (urql by nothing else).
+fn persisted_query_not_found() -> Refusal {
+    Refusal::one(
+        Failure::Document,
+        ErrorCode::PersistedQueryNotFound,
+        "PersistedQueryNotFound",
+    )
+}
+
 /// What the pipeline needs to know about the request carrying the operation.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -174,6 +199,7 @@ pub struct Executor {
     shape: Shape,
     health: Arc<Health>,
     plans: PlanCache,
+    trusted: Trusted,
 }
 
 impl std::fmt::Debug for Executor {
@@ -196,11 +222,108 @@ impl Executor {
         Ok(Self {
             shape: Shape::from_sdl(&crate::graphql::sdl())?,
             plans: PlanCache::default(),
+            trusted: Trusted::default(),
             schema,
             limits,
             persisted,
             health,
         })
+    }
+
+    /// Reads the trusted documents of `TRUSTED_DOCUMENTS`, when set, and plans and validates
+    /// each before the server listens: a document that would be refused stops start-up,
+    /// named. Returns how many documents are trusted.
+    pub async fn trust_configured(&mut self) -> Result<usize, ManifestError> {
+        let Some(path) = self.limits.trusted_documents.clone() else {
+            if self.limits.trusted_only {
+                return Err(ManifestError::NoManifest);
+            }
+            return Ok(0);
+        };
+        let entries = trusted::read(&path)?;
+        self.trust(entries).await
+    }
+
+    /// Plans and validates `entries` and serves them as the trusted documents.
+    pub async fn trust(&mut self, entries: Vec<trusted::Entry>) -> Result<usize, ManifestError> {
+        let mut trusted = Trusted::new(
+            self.limits.trusted_only,
+            self.limits.trusted_allow_introspection,
+        );
+        for entry in entries {
+            let invalid = |name: String, errors: &[ServerError]| ManifestError::Invalid {
+                name,
+                reason: errors
+                    .iter()
+                    .map(|error| error.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            };
+            let plan = Arc::new(
+                self.plan_anew(&entry.text)
+                    .map_err(|refusal| invalid(entry.name.clone(), &refusal.errors))?,
+            );
+            // codegen's manifest names a document by its id only; its operations say more.
+            let described = if entry.name == entry.id {
+                let operations: Vec<&str> = plan
+                    .doc()
+                    .operations
+                    .iter()
+                    .filter_map(|(name, _)| name.map(|name| name.as_str()))
+                    .collect();
+                format!("{} ({})", operations.join(", "), entry.id)
+            } else {
+                entry.name.clone()
+            };
+            for (name, op) in plan.doc().operations.iter() {
+                let op = &op.node;
+                let root = nulls::root_of(op);
+                let mut errors = plan.verdict(op).to_vec();
+                // Fragments that nest or expand too far; what the variables' page sizes
+                // cost is each request's to check.
+                match cost::estimate(plan.doc(), &self.shape, root, op, &Map::new()) {
+                    Ok(cost) if cost.fields <= cost::MAX_EXPANDED_FIELDS => {}
+                    _ => errors.push(server_error(
+                        ErrorCode::GraphqlValidationFailed,
+                        "Its fragments nest or expand too far.",
+                    )),
+                }
+                if errors.is_empty() {
+                    errors = self
+                        .validate_once(&plan, name.map(|name| name.to_string()))
+                        .await;
+                }
+                if !errors.is_empty() {
+                    return Err(invalid(described, &errors));
+                }
+            }
+            trusted.insert(entry.id, Arc::from(entry.text), plan);
+        }
+        let count = trusted.len();
+        self.trusted = trusted;
+        Ok(count)
+    }
+
+    /// Has async-graphql validate `plan`'s document for operation `name`, and stops before
+    /// anything runs ([`DryRun`]); a pass is remembered in the plan as any request's is.
+    async fn validate_once(&self, plan: &Arc<Plan>, name: Option<String>) -> Vec<ServerError> {
+        let (doc, shared) = plan.runnable(name.as_deref(), &Map::new(), false);
+        let admitted = Arc::new(Admitted {
+            plan: Arc::clone(plan),
+            shared,
+            refused: AtomicBool::new(false),
+        });
+        let mut request = async_graphql::Request::new(String::new())
+            .data(Arc::clone(&admitted))
+            .data(DryRun);
+        request.operation_name = name;
+        request.set_parsed_query(doc);
+        let response = self.schema.execute(request).await;
+        if admitted.refused.load(Ordering::Acquire) {
+            response.errors
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn limits(&self) -> &GraphQLConfig {
@@ -257,57 +380,16 @@ impl Executor {
     ) -> Result<Prepared, Refusal> {
         let Params {
             query,
+            document_id,
             operation_name,
             variables,
             extensions,
         } = params;
 
         let persisted = persisted_query_hash(&extensions)?;
-        let query = match (query, &persisted) {
-            (Some(query), Some(hash)) => {
-                // A client may only register a text under its own hash; anything else would
-                // let it plant a different document behind a hash others will send.
-                if apq::sha256_hex(&query) != *hash {
-                    return Err(Refusal::one(
-                        Failure::BadParams,
-                        ErrorCode::BadRequest,
-                        "provided sha does not match query",
-                    ));
-                }
-                query
-            }
-            (Some(query), None) => query,
-            (None, Some(hash)) => match self.persisted.get(hash).await {
-                Some(query) => query,
-                // Both clients recognise a miss by this exact message (urql by nothing else).
-                None => {
-                    return Err(Refusal::one(
-                        Failure::Document,
-                        ErrorCode::PersistedQueryNotFound,
-                        "PersistedQueryNotFound",
-                    ));
-                }
-            },
-            (None, None) => {
-                return Err(Refusal::one(
-                    Failure::BadParams,
-                    ErrorCode::BadRequest,
-                    "The request has no query. Send the GraphQL document in the \"query\" parameter.",
-                ));
-            }
-        };
-
-        if query.len() > self.limits.max_document_bytes {
-            return Err(Refusal::one(
-                Failure::Document,
-                ErrorCode::BadRequest,
-                format!(
-                    "The query document is {} bytes long; this server accepts at most {} bytes.",
-                    query.len(),
-                    self.limits.max_document_bytes
-                ),
-            ));
-        }
+        let source = self
+            .source(query, document_id, persisted.as_deref())
+            .await?;
 
         if let Some(name) = nesting::too_deep_variable(&variables) {
             let mut error = server_error(
@@ -324,7 +406,34 @@ impl Executor {
             return Err(Refusal::new(Failure::Document, vec![error]));
         }
 
-        let plan = tracing::debug_span!("graphql.parse").in_scope(|| self.plan(&query))?;
+        let (plan, text) = match source {
+            // Planned and validated at start-up: no parse, no document check.
+            Source::Trusted(plan) => (plan, None),
+            Source::Text { query, allowed } => {
+                if query.len() > self.limits.max_document_bytes {
+                    return Err(Refusal::one(
+                        Failure::Document,
+                        ErrorCode::BadRequest,
+                        format!(
+                            "The query document is {} bytes long; this server accepts at most {} bytes.",
+                            query.len(),
+                            self.limits.max_document_bytes
+                        ),
+                    ));
+                }
+                let plan = tracing::debug_span!("graphql.parse").in_scope(|| self.plan(&query))?;
+                let schema_only = self.trusted.introspection && plan.schema_only;
+                if !(allowed || schema_only) {
+                    return Err(Refusal::one(
+                        Failure::Document,
+                        ErrorCode::DocumentNotTrusted,
+                        "This server runs only its trusted documents: send the id of one \
+                         (\"documentId\"), or add this document to its TRUSTED_DOCUMENTS manifest.",
+                    ));
+                }
+                (plan, Some(query))
+            }
+        };
 
         let operation = plan
             .operation(operation_name.as_deref())
@@ -356,8 +465,8 @@ impl Executor {
         }
         let missing = document::missing_required_variables(operation, &variables);
 
-        if let Some(hash) = persisted {
-            self.persisted.put(hash, query).await;
+        if let (Some(hash), Some(text)) = (persisted, text) {
+            self.persisted.put(hash, text).await;
         }
 
         let aliases = plan.aliases;
@@ -441,6 +550,91 @@ impl Executor {
         })
     }
 
+    /// Where the request's document comes from: a trusted document named by its id (or
+    /// sent in full), or a text to plan, sent or registered before under an APQ hash.
+    async fn source(
+        &self,
+        query: Option<String>,
+        document_id: Option<String>,
+        persisted: Option<&str>,
+    ) -> Result<Source, Refusal> {
+        let mismatch = || {
+            Refusal::one(
+                Failure::BadParams,
+                ErrorCode::BadRequest,
+                "provided sha does not match query",
+            )
+        };
+        if let Some(id) = document_id {
+            let id = trusted::normalize_id(&id).ok_or_else(|| {
+                Refusal::one(
+                    Failure::BadParams,
+                    ErrorCode::BadRequest,
+                    "\"documentId\" must be a SHA-256 hex digest, bare or as sha256:<hex>.",
+                )
+            })?;
+            let Some((_, plan)) = self.trusted.get(&id) else {
+                return Err(Refusal::one(
+                    Failure::Document,
+                    ErrorCode::PersistedQueryNotFound,
+                    "No trusted document has this documentId.",
+                ));
+            };
+            if query
+                .as_deref()
+                .is_some_and(|query| apq::sha256_hex(query) != id)
+            {
+                return Err(mismatch());
+            }
+            return Ok(Source::Trusted(Arc::clone(plan)));
+        }
+        if let Some((_, plan)) = persisted.and_then(|hash| self.trusted.get(hash)) {
+            if query
+                .as_deref()
+                .is_some_and(|query| Some(apq::sha256_hex(query).as_str()) != persisted)
+            {
+                return Err(mismatch());
+            }
+            return Ok(Source::Trusted(Arc::clone(plan)));
+        }
+        let query = match (query, persisted) {
+            (Some(query), Some(hash)) => {
+                // A client may only register a text under its own hash; anything else would
+                // let it plant a different document behind a hash others will send.
+                if apq::sha256_hex(&query) != hash {
+                    return Err(mismatch());
+                }
+                query
+            }
+            (Some(query), None) => query,
+            // With only trusted documents, the APQ store is not asked: nothing it holds may run.
+            (None, Some(hash)) => match (!self.trusted.only).then_some(()) {
+                Some(()) => match self.persisted.get(hash).await {
+                    Some(query) => query,
+                    None => return Err(persisted_query_not_found()),
+                },
+                None => return Err(persisted_query_not_found()),
+            },
+            (None, None) => {
+                return Err(Refusal::one(
+                    Failure::BadParams,
+                    ErrorCode::BadRequest,
+                    "The request has no query. Send the GraphQL document in the \"query\" parameter.",
+                ));
+            }
+        };
+        // A trusted document sent in full runs from its plan too.
+        if !self.trusted.is_empty()
+            && let Some((_, plan)) = self.trusted.get(&apq::sha256_hex(&query))
+        {
+            return Ok(Source::Trusted(Arc::clone(plan)));
+        }
+        Ok(Source::Text {
+            query,
+            allowed: !self.trusted.only,
+        })
+    }
+
     /// The plan of the document `query`: from the cache when the same text was planned
     /// before (clients send a handful of documents over and over), else checked for
     /// nesting, parsed, planned and remembered.
@@ -448,6 +642,13 @@ impl Executor {
         if let Some(plan) = self.plans.get(query) {
             return Ok(plan);
         }
+        let plan = Arc::new(self.plan_anew(query)?);
+        self.plans.put(query, &plan);
+        Ok(plan)
+    }
+
+    /// Checks `query` for nesting, parses it and plans it.
+    fn plan_anew(&self, query: &str) -> Result<Plan, Refusal> {
         // Before the parser: it, the validator and the executor all recurse over values.
         if let Err(problem) = nesting::check_document(query) {
             let message = match problem {
@@ -475,9 +676,7 @@ impl Executor {
             set_code(&mut error, ErrorCode::GraphqlParseFailed);
             Refusal::new(Failure::Document, vec![error])
         })?;
-        let plan = Arc::new(Plan::new(doc, &self.shape));
-        self.plans.put(query, &plan);
-        Ok(plan)
+        Ok(Plan::new(doc, &self.shape))
     }
 
     /// Refuses documents whose database work (or fragment expansion) is over the limits,
@@ -713,8 +912,24 @@ impl ValidateOnce {
     }
 }
 
+/// Request data that stops an operation after validation: start-up's check of a trusted
+/// document runs nothing.
+struct DryRun;
+
 #[async_graphql::async_trait::async_trait]
 impl Extension for ValidateOnce {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        if ctx.data_opt::<DryRun>().is_some() {
+            return Response::new(Value::Null);
+        }
+        next.run(ctx, operation_name).await
+    }
+
     /// The parse step checks recursion depth and the number of directives.
     async fn parse_query(
         &self,

@@ -45,6 +45,9 @@ pub struct Plan {
     pub variable_positions: HashSet<Pos>,
     /// The name of the document's only operation, when it has one and it is named.
     pub single_name: Option<String>,
+    /// Whether every operation selects only meta fields at its root (`__schema`, `__type`,
+    /// `__typename`): the document reads the schema and nothing of anyone's data.
+    pub schema_only: bool,
     /// The verdict of the document-only rules for each operation, in `doc.operations` order.
     verdicts: Vec<Vec<ServerError>>,
     /// async-graphql's validation of the marked document, once it passed: it then answers
@@ -63,8 +66,14 @@ impl Plan {
             .collect();
         let mut marked = doc.clone();
         let marked = nulls::mark_skippable(&mut marked).then_some(marked);
+        let schema_only = doc.operations.iter().all(|(_, op)| {
+            op.node.selection_set.node.items.iter().all(|item| {
+                matches!(&item.node, Selection::Field(field) if field.node.name.node.starts_with("__"))
+            })
+        });
         Self {
             single_name: document::single_operation_name(&doc),
+            schema_only,
             doc,
             marked,
             aliases: facts.aliases,
@@ -279,6 +288,18 @@ mod tests {
             facts.marked(),
             "a set of only spreads could be emptied by theirs"
         );
+    }
+
+    #[test]
+    fn schema_only_documents_select_nothing_but_meta_fields_at_their_roots() {
+        assert!(plan("query IntrospectionQuery { __schema { types { ...T } } } fragment T on __Type { name }").schema_only);
+        assert!(plan("{ __typename __type(name: \"Task\") { name } }").schema_only);
+        assert!(!plan("{ __schema { queryType { name } } me { id } }").schema_only);
+        assert!(
+            !plan("{ ... { __schema { queryType { name } } } }").schema_only,
+            "conservative"
+        );
+        assert!(!plan("query A { __typename } query B { me { id } }").schema_only);
     }
 
     #[test]
