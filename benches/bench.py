@@ -199,11 +199,35 @@ def token(sub):
     return f"{head}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 
-def start_server(binary, workdir):
-    log_path = os.path.join(workdir, "server.log")
+# With --trusted, every workload's document is a trusted document (TRUSTED_DOCUMENTS, only
+# those run) and requests carry its id instead of its text: no parse and no document check.
+TRUSTED = False
+DOCUMENTS = [Q1, Q2, Q3, Q4, M1, U1, D1, Q5, "{ me { id } }"]
+
+
+def body(query, variables=None):
+    """A request's JSON body: the document's text, or with --trusted only its id."""
+    if TRUSTED:
+        document_id = "sha256:" + hashlib.sha256(query.encode()).hexdigest()
+        return json.dumps({"documentId": document_id, "variables": variables or {}})
+    return json.dumps({"query": query, "variables": variables or {}})
+
+
+def server_env(workdir, **extra):
     env = dict(os.environ, DATABASE_URL=f"{SERVER}/{DB}", PORT="0", LOG_FORMAT="json",
                RUST_LOG="warn,taskql::app=info", AUTH_JWT_SECRET=SECRET,
-               RATE_LIMIT_PER_MINUTE="0", CURSOR_SECRET=SECRET + "-cursors")
+               RATE_LIMIT_PER_MINUTE="0", CURSOR_SECRET=SECRET + "-cursors", **extra)
+    if TRUSTED:
+        manifest = os.path.join(workdir, "trusted-documents.json")
+        with open(manifest, "w") as f:
+            json.dump({hashlib.sha256(q.encode()).hexdigest(): q for q in DOCUMENTS}, f)
+        env.update(TRUSTED_DOCUMENTS=manifest, TRUSTED_DOCUMENTS_ONLY="true")
+    return env
+
+
+def start_server(binary, workdir):
+    log_path = os.path.join(workdir, "server.log")
+    env = server_env(workdir)
     server = subprocess.Popen([binary, "serve"], env=env, stderr=open(log_path, "w"),
                               stdout=subprocess.DEVNULL)
     for _ in range(600):
@@ -218,8 +242,11 @@ def start_server(binary, workdir):
 
 
 def post(url, tok, query, variables=None):
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(url, body, {"content-type": "application/json",
+    return post_body(url, tok, body(query, variables))
+
+
+def post_body(url, tok, text):
+    request = urllib.request.Request(url, text.encode(), {"content-type": "application/json",
                                                  "authorization": f"Bearer {tok}"})
     with urllib.request.urlopen(request) as response:
         result = json.load(response)
@@ -234,8 +261,8 @@ def wrk_script(workdir, name, lines, sequential=False, once=False):
     sent twice while there are lines left)."""
     data = os.path.join(workdir, f"{name}.requests")
     with open(data, "w") as f:
-        for tok, body in lines:
-            f.write(f"{tok}\t{body}\n")
+        for tok, text in lines:
+            f.write(f"{tok}\t{text}\n")
     script = os.path.join(workdir, f"{name}.lua")
     with open(script, "w") as f:
         f.write(f"""
@@ -277,7 +304,6 @@ end
 
 def requests_for(name, url, tokens):
     """(token, body) lines for a workload; Q5's carry real cursors fetched from the server."""
-    body = lambda query, variables=None: json.dumps({"query": query, "variables": variables or {}})
     if name == "Q4":
         return [(token("heavy"), body(Q4))]
     if name == "Q5":
@@ -349,7 +375,7 @@ select n.user_id, b.base + n.rn, n.id from n join bumped b on b.id = n.user_id""
 
 
 def delete_script(workdir, spares, tokens_by_user):
-    lines = [(tokens_by_user[user], json.dumps({"query": D1, "variables": {"id": task}}))
+    lines = [(tokens_by_user[user], body(D1, {"id": task}))
              for user, task in spares]
     random.Random(2).shuffle(lines)
     return wrk_script(workdir, "D1", lines, once=True)
@@ -445,9 +471,7 @@ def statements_per_request(binary, workdir, lines_by_workload):
     statement log of a second, short-lived server (sqlx logs every statement in the span of
     its request): 20 requests to warm its caches, then 100 counted ones."""
     log_path = os.path.join(workdir, "statements.log")
-    env = dict(os.environ, DATABASE_URL=f"{SERVER}/{DB}", PORT="0", LOG_FORMAT="json",
-               RUST_LOG="warn,taskql::app=info,sqlx::query=debug,tower_http=info",
-               AUTH_JWT_SECRET=SECRET, RATE_LIMIT_PER_MINUTE="0", CURSOR_SECRET=SECRET + "-cursors")
+    env = server_env(workdir, RUST_LOG="warn,taskql::app=info,sqlx::query=debug,tower_http=info")
     server = subprocess.Popen([binary, "serve"], env=env, stderr=open(log_path, "w"),
                               stdout=subprocess.DEVNULL)
     counts = {}
@@ -460,9 +484,8 @@ def statements_per_request(binary, workdir, lines_by_workload):
         url = f"http://{found.group(1)}/graphql"
         for name, lines in lines_by_workload.items():
             sample = lines[:20]
-            for tok, body in sample:
-                request = json.loads(body)
-                post(url, tok, request["query"], request.get("variables"))
+            for tok, text in sample:
+                post_body(url, tok, text)
             if name == "D1":
                 # The counted deletes' users, warmed as the timed run's are.
                 for tok, _ in lines[20:120]:
@@ -471,9 +494,8 @@ def statements_per_request(binary, workdir, lines_by_workload):
             for i in range(100):
                 # A delete's id works once: deletes take lines not sent yet (their users are
                 # not warm, so one sync statement in about three is not the workload's).
-                tok, body = lines[20 + i] if name == "D1" else sample[i % len(sample)]
-                request = json.loads(body)
-                post(url, tok, request["query"], request.get("variables"))
+                tok, text = lines[20 + i] if name == "D1" else sample[i % len(sample)]
+                post_body(url, tok, text)
             with open(log_path) as f:
                 f.seek(mark)
                 text = f.read()
@@ -494,7 +516,11 @@ def main():
     parser.add_argument("--writes", action="store_true",
                         help="also measure the database's own insert rate, plain and with the feed")
     parser.add_argument("--writes-only", action="store_true")
+    parser.add_argument("--trusted", action="store_true",
+                        help="send every workload as a trusted document, by id")
     args = parser.parse_args()
+    global TRUSTED
+    TRUSTED = args.trusted
     workloads = [w for w in WORKLOADS if w in args.only.split(",")]
 
     seed(args.binary)
@@ -508,7 +534,7 @@ def main():
     try:
         tokens = [token(f"u{i}") for i in range(1, USERS + 1)]
         log("warming up: every user once (token cache, user sync cache)")
-        warm = wrk_script(workdir, "warm", [(t, json.dumps({"query": Q1})) for t in tokens],
+        warm = wrk_script(workdir, "warm", [(t, body(Q1)) for t in tokens],
                           sequential=True)
         run_wrk(warm, url, 8, args.clients)
         scripts = {}
@@ -520,12 +546,11 @@ def main():
                 clear_spares()
                 spares = stock_spares("tasks")
                 user, task = spares.pop()
-                lines = [(tokens_by_user[user], json.dumps({"query": D1, "variables": {"id": task}}))]
+                lines = [(tokens_by_user[user], body(D1, {"id": task}))]
             all_lines[name] = lines
             # Each workload's query is checked once by hand before it is timed.
-            tok, body = lines[0]
-            request = json.loads(body)
-            post(url, tok, request["query"], request.get("variables"))
+            tok, text = lines[0]
+            post_body(url, tok, text)
             if name != "D1":
                 scripts[name] = wrk_script(workdir, name, lines)
 
@@ -559,7 +584,7 @@ def main():
     if "D1" in all_lines:
         clear_spares()
         spares = stock_spares("tasks")
-        all_lines["D1"] = [(tokens_by_user[user], json.dumps({"query": D1, "variables": {"id": task}}))
+        all_lines["D1"] = [(tokens_by_user[user], body(D1, {"id": task}))
                            for user, task in spares[:200]]
     statements = statements_per_request(args.binary, workdir, all_lines)
     clear_spares()

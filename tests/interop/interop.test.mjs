@@ -10,8 +10,10 @@ import { fileURLToPath } from 'node:url';
 
 import { ApolloClient, ApolloLink, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql } from '@apollo/client';
 import { relayStylePagination } from '@apollo/client/utilities';
+import { createPersistedQueryLink } from '@apollo/client/link/persisted-queries';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { Client, cacheExchange, fetchExchange, subscriptionExchange } from '@urql/core';
+import { persistedExchange } from '@urql/exchange-persisted';
 import { createClient as createWsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import {
@@ -21,6 +23,7 @@ import {
   findDangerousChanges,
   getIntrospectionQuery,
   lexicographicSortSchema,
+  parse,
   printSchema,
 } from 'graphql';
 import { chromium } from 'playwright-core';
@@ -738,4 +741,109 @@ test('key rotation: a token from a new ES256 key is accepted without restarting 
   // The old key is still published, so tokens issued before the rotation keep working.
   const old = await apollo(users.alice.token).query({ query: gql`{ me { id } }`, fetchPolicy: 'network-only' });
   assert.equal(old.data.me.id, users.alice.userId);
+});
+
+// The manifest graphql-codegen's client preset wrote from trusted/documents.graphql (the run
+// script generates it before the suite starts): ids are "sha256:<hex>" of each document.
+const trustedDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'trusted');
+
+test('trusted documents: Apollo Client and urql send only the ids of the manifest codegen wrote; nothing else runs', async () => {
+  const manifestPath = path.join(trustedDir, 'gql/persisted-documents.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+  // What a client build does with codegen's output: each operation knows its id.
+  const idByName = new Map(
+    Object.entries(manifest).map(([id, body]) => [
+      parse(body).definitions.find((d) => d.kind === 'OperationDefinition').name.value,
+      id.replace(/^sha256:/, ''),
+    ]),
+  );
+  const operations = parse(fs.readFileSync(path.join(trustedDir, 'documents.graphql'), 'utf8'));
+  const doc = (name) => ({
+    kind: 'Document',
+    definitions: operations.definitions.filter((d) => d.name.value === name),
+  });
+  const idOf = (document) => {
+    const id = idByName.get(document.definitions.find((d) => d.kind === 'OperationDefinition').name.value);
+    assert.ok(id, 'every document sent is in the manifest');
+    return id;
+  };
+
+  const trusted = await startTaskql({
+    DATABASE_URL: apiDb.url,
+    AUTH_JWKS_URL: auth.jwksUrl,
+    AUTH_ISSUER: auth.baseURL,
+    AUTH_AUDIENCE: auth.baseURL,
+    TRUSTED_DOCUMENTS: manifestPath,
+    TRUSTED_DOCUMENTS_ONLY: 'true',
+  });
+  try {
+    assert.ok(trusted.lines.some((line) => line.includes('trusted documents planned')), 'the manifest was read');
+    const sent = [];
+    const recording = (input, init = {}) => {
+      sent.push({ method: init.method ?? 'GET', url: String(input), body: init.body ? JSON.parse(init.body) : undefined });
+      return fetch(input, init);
+    };
+    const headers = { authorization: `Bearer ${users.alice.token}` };
+    const apolloTrusted = new ApolloClient({
+      link: ApolloLink.from([
+        createPersistedQueryLink({ generateHash: idOf }),
+        new HttpLink({ uri: trusted.url, fetch: recording, headers }),
+      ]),
+      cache: new InMemoryCache(),
+    });
+    const created = await apolloTrusted.mutate({
+      mutation: doc('TrustedCreate'),
+      variables: { input: { title: 'trusted by id', priority: 2 } },
+    });
+    assert.equal(created.data.createTask.title, 'trusted by id');
+    const listed = await apolloTrusted.query({ query: doc('TrustedList'), variables: { first: 50 } });
+    assert.ok(listed.data.tasks.edges.some((e) => e.node.title === 'trusted by id'));
+    const me = await apolloTrusted.query({ query: doc('TrustedMe') });
+    assert.equal(me.data.me.email, 'alice@example.com');
+    assert.equal(sent.length, 3);
+    for (const request of sent) {
+      assert.equal(request.body.query, undefined, 'Apollo sent the id alone');
+      assert.match(request.body.extensions.persistedQuery.sha256Hash, /^[0-9a-f]{64}$/);
+    }
+
+    // Any other document is refused, however it is sent.
+    const plain = new ApolloClient({ link: new HttpLink({ uri: trusted.url, headers }), cache: new InMemoryCache() });
+    const refused = await plain.query({ query: gql`{ me { id } }` }).then(
+      () => assert.fail('an untrusted document ran'),
+      (error) => error,
+    );
+    assert.ok(CombinedGraphQLErrors.is(refused), String(refused));
+    assert.equal(refused.errors[0].extensions.code, 'DOCUMENT_NOT_TRUSTED');
+
+    sent.length = 0;
+    const urql = new Client({
+      url: trusted.url,
+      exchanges: [
+        cacheExchange,
+        persistedExchange({
+          enforcePersistedQueries: true,
+          enableForMutation: true,
+          generateHash: async (_query, document) => idOf(document),
+        }),
+        fetchExchange,
+      ],
+      fetch: recording,
+      fetchOptions: () => ({ headers }),
+    });
+    const page = await urql.query(doc('TrustedList'), { first: 50 }).toPromise();
+    assert.equal(page.error, undefined, String(page.error));
+    assert.ok(page.data.tasks.edges.some((e) => e.node.title === 'trusted by id'));
+    const urqlCreated = await urql
+      .mutation(doc('TrustedCreate'), { input: { title: 'urql trusted', priority: 1 } })
+      .toPromise();
+    assert.equal(urqlCreated.error, undefined, String(urqlCreated.error));
+    assert.equal(urqlCreated.data.createTask.title, 'urql trusted');
+    assert.equal(sent.length, 2);
+    for (const request of sent) {
+      const params = request.body ?? Object.fromEntries(new URL(request.url).searchParams);
+      assert.equal(params.query, undefined, 'urql sent the id alone');
+    }
+  } finally {
+    await trusted.stop();
+  }
 });
