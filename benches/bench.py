@@ -216,7 +216,8 @@ def body(query, variables=None):
 def server_env(workdir, **extra):
     env = dict(os.environ, DATABASE_URL=f"{SERVER}/{DB}", PORT="0", LOG_FORMAT="json",
                RUST_LOG="warn,taskql::app=info", AUTH_JWT_SECRET=SECRET,
-               RATE_LIMIT_PER_MINUTE="0", CURSOR_SECRET=SECRET + "-cursors", **extra)
+               RATE_LIMIT_PER_MINUTE="0", CURSOR_SECRET=SECRET + "-cursors")
+    env.update(extra)
     if TRUSTED:
         manifest = os.path.join(workdir, "trusted-documents.json")
         with open(manifest, "w") as f:
