@@ -68,8 +68,9 @@ pub fn is_query(op: &OperationDefinition) -> bool {
     op.ty == OperationType::Query
 }
 
-/// Every selection set in the document: operations' and fragments'.
-fn selection_sets(doc: &ExecutableDocument) -> impl Iterator<Item = &SelectionSet> {
+/// Every selection set at the top of the document: operations' and fragments' (the sets
+/// nested in them are the caller's to reach).
+pub(crate) fn selection_sets(doc: &ExecutableDocument) -> impl Iterator<Item = &SelectionSet> {
     doc.operations
         .iter()
         .map(|(_, op)| &op.node.selection_set.node)

@@ -170,12 +170,7 @@ impl Facts {
         // Every set once, fragments as defined (counting the text, not the expansion, is
         // the honest measure of alias abuse: repeating a spread does not repeat fields,
         // which merge by response key).
-        let mut pending: Vec<&SelectionSet> = doc
-            .operations
-            .iter()
-            .map(|(_, op)| &op.node.selection_set.node)
-            .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
-            .collect();
+        let mut pending: Vec<&SelectionSet> = document::selection_sets(doc).collect();
         while let Some(set) = pending.pop() {
             for item in &set.items {
                 match &item.node {
