@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use taskql::app::App;
 
-use crate::common::{TestApp, TestConfig, TestDb};
+use crate::common::{
+    TestApp, TestConfig, TestDb,
+    ws::{Socket, TASK_CHANGED, task_changed},
+};
 
 const MINE: &str = "query Mine($n: Int) { tasks(first: $n) { totalCount } }";
 const ADD: &str = "mutation Add($title: String!) { createTask(input: {title: $title}) { title } }";
@@ -261,6 +264,43 @@ async fn a_manifest_that_cannot_be_served_stops_start_up_naming_why() {
     assert!(
         format!("{error:#}").contains("needs TRUSTED_DOCUMENTS"),
         "{error:#}"
+    );
+}
+
+/// A subscription is a trusted document like any other: `subscribe` over the WebSocket
+/// names it by `documentId`, and anything else is refused on the socket too.
+#[tokio::test]
+async fn a_trusted_subscription_runs_over_the_websocket_by_id() {
+    let manifest = Manifest::codegen(&[TASK_CHANGED, ADD]);
+    let app = spawn(&manifest, true, false).await;
+    let token = app.token_for("alice");
+    let mut socket = Socket::open(app.addr, Some(&token)).await;
+    socket
+        .send(&json!({ "type": "subscribe", "id": "live",
+                       "payload": { "documentId": id(TASK_CHANGED) } }))
+        .await;
+    socket.send(&json!({ "type": "ping" })).await;
+    let settled = socket.recv().await.expect("the socket stays open");
+    assert_eq!(settled["type"], "pong", "{settled}");
+
+    app.post_json(
+        Some(&token),
+        &json!({ "documentId": id(ADD), "variables": { "title": "seen live" } }),
+    )
+    .await
+    .ok();
+    let event = socket.next("live").await;
+    assert_eq!(task_changed(&event)["task"]["title"], "seen live");
+
+    socket
+        .send(&json!({ "type": "subscribe", "id": "free",
+                       "payload": { "query": "subscription { taskChanged { kind } }" } }))
+        .await;
+    let refused = socket.recv().await.expect("the socket stays open");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "DOCUMENT_NOT_TRUSTED"
     );
 }
 
