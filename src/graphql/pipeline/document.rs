@@ -10,7 +10,7 @@ use async_graphql::{
     Positioned, ServerError,
     parser::types::{
         DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
-        SelectionSet, Type,
+        SelectionSet, Type, VariableDefinition,
     },
 };
 use async_graphql_value::Value;
@@ -137,9 +137,17 @@ pub fn omits_variables(
     op: &OperationDefinition,
     variables: &serde_json::Map<String, serde_json::Value>,
 ) -> bool {
-    op.variable_definitions.iter().any(|def| {
-        def.node.default_value.is_none() && !variables.contains_key(def.node.name.node.as_str())
-    })
+    op.variable_definitions
+        .iter()
+        .any(|def| is_omitted(&def.node, variables))
+}
+
+/// A declared variable the request did not send, without a default to stand in.
+fn is_omitted(
+    def: &VariableDefinition,
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    def.default_value.is_none() && !variables.contains_key(def.name.node.as_str())
 }
 
 /// Makes variables that the operation declares but the request did not send (and that have
@@ -159,9 +167,7 @@ pub fn drop_omitted_variables(
             .variable_definitions
             .iter()
             .map(|def| &def.node)
-            .filter(|def| {
-                def.default_value.is_none() && !variables.contains_key(def.name.node.as_str())
-            })
+            .filter(|def| is_omitted(def, variables))
             .map(|def| def.name.node.to_string())
             .collect(),
         Err(_) => return,

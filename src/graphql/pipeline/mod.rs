@@ -297,7 +297,7 @@ impl Executor {
                     return Err(invalid(described, &errors));
                 }
             }
-            trusted.insert(entry.id, Arc::from(entry.text), plan);
+            trusted.insert(entry.id, plan);
         }
         let count = trusted.len();
         self.trusted = trusted;
@@ -558,63 +558,54 @@ impl Executor {
         document_id: Option<String>,
         persisted: Option<&str>,
     ) -> Result<Source, Refusal> {
-        let mismatch = || {
-            Refusal::one(
-                Failure::BadParams,
-                ErrorCode::BadRequest,
-                "provided sha does not match query",
-            )
-        };
-        if let Some(id) = document_id {
-            let id = trusted::normalize_id(&id).ok_or_else(|| {
+        let by_document_id = document_id.is_some();
+        let named = match document_id {
+            Some(id) => Some(trusted::normalize_id(&id).ok_or_else(|| {
                 Refusal::one(
                     Failure::BadParams,
                     ErrorCode::BadRequest,
                     "\"documentId\" must be a SHA-256 hex digest, bare or as sha256:<hex>.",
                 )
-            })?;
-            let Some((_, plan)) = self.trusted.get(&id) else {
-                return Err(Refusal::one(
-                    Failure::Document,
-                    ErrorCode::PersistedQueryNotFound,
-                    "No trusted document has this documentId.",
-                ));
-            };
-            if query
+            })?),
+            None => persisted.map(str::to_owned),
+        };
+        // A client may send a text only under its own id; anything else would let it plant
+        // a different document behind an id others will send.
+        if let (Some(id), Some(query)) = (&named, &query)
+            && apq::sha256_hex(query) != *id
+        {
+            return Err(Refusal::one(
+                Failure::BadParams,
+                ErrorCode::BadRequest,
+                "provided sha does not match query",
+            ));
+        }
+        // A trusted document, named by its id or sent in full, runs from its plan.
+        let key = named.or_else(|| {
+            query
                 .as_deref()
-                .is_some_and(|query| apq::sha256_hex(query) != id)
-            {
-                return Err(mismatch());
-            }
+                .filter(|_| !self.trusted.is_empty())
+                .map(apq::sha256_hex)
+        });
+        if let Some(plan) = key.and_then(|key| self.trusted.get(&key)) {
             return Ok(Source::Trusted(Arc::clone(plan)));
         }
-        if let Some((_, plan)) = persisted.and_then(|hash| self.trusted.get(hash)) {
-            if query
-                .as_deref()
-                .is_some_and(|query| Some(apq::sha256_hex(query).as_str()) != persisted)
-            {
-                return Err(mismatch());
-            }
-            return Ok(Source::Trusted(Arc::clone(plan)));
+        if by_document_id {
+            return Err(Refusal::one(
+                Failure::Document,
+                ErrorCode::PersistedQueryNotFound,
+                "No trusted document has this documentId.",
+            ));
         }
         let query = match (query, persisted) {
-            (Some(query), Some(hash)) => {
-                // A client may only register a text under its own hash; anything else would
-                // let it plant a different document behind a hash others will send.
-                if apq::sha256_hex(&query) != hash {
-                    return Err(mismatch());
-                }
-                query
-            }
-            (Some(query), None) => query,
+            (Some(query), _) => query,
             // With only trusted documents, the APQ store is not asked: nothing it holds may run.
-            (None, Some(hash)) => match (!self.trusted.only).then_some(()) {
-                Some(()) => match self.persisted.get(hash).await {
-                    Some(query) => query,
-                    None => return Err(persisted_query_not_found()),
-                },
-                None => return Err(persisted_query_not_found()),
-            },
+            (None, Some(hash)) if !self.trusted.only => self
+                .persisted
+                .get(hash)
+                .await
+                .ok_or_else(persisted_query_not_found)?,
+            (None, Some(_)) => return Err(persisted_query_not_found()),
             (None, None) => {
                 return Err(Refusal::one(
                     Failure::BadParams,
@@ -623,12 +614,6 @@ impl Executor {
                 ));
             }
         };
-        // A trusted document sent in full runs from its plan too.
-        if !self.trusted.is_empty()
-            && let Some((_, plan)) = self.trusted.get(&apq::sha256_hex(&query))
-        {
-            return Ok(Source::Trusted(Arc::clone(plan)));
-        }
         Ok(Source::Text {
             query,
             allowed: !self.trusted.only,
@@ -989,7 +974,7 @@ fn persisted_query_hash(extensions: &Map<String, Json>) -> Result<Option<String>
     let hash = persisted
         .get("sha256Hash")
         .and_then(Json::as_str)
-        .filter(|hash| hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|hash| trusted::is_sha256_hex(hash))
         .ok_or_else(|| bad("extensions.persistedQuery.sha256Hash must be a SHA-256 hex digest"))?;
     Ok(Some(hash.to_ascii_lowercase()))
 }

@@ -144,14 +144,18 @@ fn parse(text: &str) -> Result<Vec<Entry>, Problem> {
 /// or with the `sha256:` prefix of GraphQL over HTTP's persisted documents; lowercase.
 pub fn normalize_id(id: &str) -> Option<String> {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| hex.to_ascii_lowercase())
+    is_sha256_hex(hex).then(|| hex.to_ascii_lowercase())
+}
+
+/// Whether `hex` has the shape of a SHA-256 hex digest, in either case.
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The planned trusted documents, by id, and what runs besides them.
 #[derive(Debug, Default)]
 pub struct Trusted {
-    plans: HashMap<String, (Arc<str>, Arc<Plan>)>,
+    plans: HashMap<String, Arc<Plan>>,
     /// `TRUSTED_DOCUMENTS_ONLY`: refuse every document not in the manifest.
     pub only: bool,
     /// `TRUSTED_DOCUMENTS_ALLOW_INTROSPECTION`: with `only`, still run documents that read
@@ -168,13 +172,13 @@ impl Trusted {
         }
     }
 
-    pub fn insert(&mut self, id: String, text: Arc<str>, plan: Arc<Plan>) {
-        self.plans.insert(id, (text, plan));
+    pub fn insert(&mut self, id: String, plan: Arc<Plan>) {
+        self.plans.insert(id, plan);
     }
 
-    /// The text and plan of the trusted document `id` (normalized).
-    pub fn get(&self, id: &str) -> Option<(&Arc<str>, &Arc<Plan>)> {
-        self.plans.get(id).map(|(text, plan)| (text, plan))
+    /// The plan of the trusted document `id` (normalized).
+    pub fn get(&self, id: &str) -> Option<&Arc<Plan>> {
+        self.plans.get(id)
     }
 
     pub fn len(&self) -> usize {
