@@ -31,7 +31,7 @@ GROUPS = [
     ("taskql's own checks", lambda dso, sym: re.search(r"taskql::graphql::pipeline::(plan|cost|validate|document|nesting|nulls|trusted)", sym)),
     ("JSON", lambda dso, sym: re.search(r"serde_json|serde::", sym)),
     ("logs, traces and metrics", lambda dso, sym: re.search(r"tracing|prometheus|taskql::metrics|taskql::telemetry", sym)),
-    ("crypto (tokens, cursors)", lambda dso, sym: re.search(r"aws_lc|ring::|hmac|sha2|jsonwebtoken", sym)),
+    ("crypto (TLS to PostgreSQL, tokens, cursors)", lambda dso, sym: re.search(r"aws_lc|ring::|hmac|sha2|jsonwebtoken", sym)),
     ("GraphQL execution", lambda dso, sym: re.search(r"async_graphql|taskql::graphql", sym)),
     ("sqlx", lambda dso, sym: re.search(r"sqlx", sym)),
     ("HTTP", lambda dso, sym: re.search(r"hyper|axum|tower|http::|h2::", sym)),

@@ -11,12 +11,16 @@
 //!   and the spans below the request, at debug level, are disabled at their call sites.
 //! - A layer counts the SQL statements each request runs (sqlx reports each one as an
 //!   event) for the metrics, and makes the statement spans from the same events; it also
-//!   times pool checkouts, which sqlx reports the same way.
+//!   times pool checkouts, which sqlx reports the same way. The count and the request's
+//!   trace id live in a task-local scope ([`in_request`]), not in the request span: a span
+//!   that no layer records is then never made.
 //!
 //! What must never be logged: tokens, secrets, the database password. The request span
 //! (see `http::request_span`) leaves out query strings for the same reason.
 
 use std::{
+    cell::Cell,
+    future::Future,
     sync::OnceLock,
     time::{Duration, SystemTime},
 };
@@ -31,10 +35,11 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{SdkTracer, SdkTracerProvider},
 };
-use tracing::{Level, Subscriber, field::Field, span};
+use tracing::{Level, Subscriber, field::Field};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{
-    EnvFilter, Layer, filter::filter_fn, fmt, layer::Context, prelude::*, registry::LookupSpan,
+    EnvFilter, Layer, Registry, filter::filter_fn, fmt, layer::Context, prelude::*,
+    registry::LookupSpan,
 };
 
 /// The logs' and traces' settings.
@@ -146,8 +151,6 @@ const DEFAULT_FILTER: &str = "info,sqlx=warn,tower_http=info,async_graphql=warn"
 const STATEMENT_TARGET: &str = "sqlx::query";
 /// The target sqlx reports every pool checkout under, with how long it waited.
 const ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
-/// The name of the span every HTTP request runs in (`http::request_span`).
-pub const REQUEST_SPAN: &str = "request";
 
 /// Installs the global subscriber (and, when configured, the trace exporter). Call once,
 /// before anything logs and before the async runtime starts (the exporter's HTTP client
@@ -159,47 +162,62 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
         Some(endpoint) => Some(tracer_provider(endpoint, &config.service_name)?),
         None => None,
     };
-    // Each layer filters for itself: the log's filter must not hide from the statement count
-    // the sqlx events it does not print, nor from the tracer the debug-level spans.
-    let statements = Statements.with_filter(filter_fn(|meta| {
-        (meta.is_span() && meta.name() == REQUEST_SPAN)
-            || (meta.is_event() && matches!(meta.target(), STATEMENT_TARGET | ACQUIRE_TARGET))
-    }));
-    let otel = provider.as_ref().map(|provider| {
+    let tracer = provider.as_ref().map(|provider| {
         let tracer = provider.tracer("taskql");
         let _ = TRACER.set(tracer.clone());
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_filter(filter_fn(|meta| {
-                meta.target().starts_with("taskql")
-                    && (meta.is_span() || *meta.level() <= Level::WARN)
-            }))
+        tracer
     });
-    let registry = tracing_subscriber::registry().with(statements).with(otel);
-    match config.log_format {
-        LogFormat::Pretty => registry
-            .with(
-                fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .compact()
-                    .with_filter(filter),
-            )
-            .init(),
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr)
-                    .with_current_span(true)
-                    // The whole chain, so a line logged in a nested span (a db function's)
-                    // still carries the request id of the request span above it.
-                    .with_span_list(true)
-                    .with_filter(filter),
-            )
-            .init(),
-    }
+    tracing_subscriber::registry()
+        .with(layers(config.log_format, filter, tracer))
+        .init();
     Ok(Telemetry { provider })
+}
+
+/// The subscriber's layers: the statement count, the tracer when spans are exported, and the
+/// log lines. Each filters for itself: the log's filter must not hide from the statement
+/// count the sqlx events it does not print, nor from the tracer the debug-level spans.
+///
+/// A list, not an `Option` for the tracer: an absent `Option` layer tells tracing it is
+/// interested in every callsite, so each span no filter wants (the request's, parsing's,
+/// execution's) was still made and entered on every poll of the request.
+fn layers(
+    format: LogFormat,
+    filter: EnvFilter,
+    tracer: Option<SdkTracer>,
+) -> Vec<Box<dyn Layer<Registry> + Send + Sync>> {
+    let statements = Statements.with_filter(filter_fn(|meta| {
+        meta.is_event() && matches!(meta.target(), STATEMENT_TARGET | ACQUIRE_TARGET)
+    }));
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![statements.boxed()];
+    if let Some(tracer) = tracer {
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(filter_fn(|meta| {
+                    meta.target().starts_with("taskql")
+                        && (meta.is_span() || *meta.level() <= Level::WARN)
+                }))
+                .boxed(),
+        );
+    }
+    layers.push(match format {
+        LogFormat::Pretty => fmt::layer()
+            .with_writer(std::io::stderr)
+            .compact()
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_current_span(true)
+            // The whole chain, so a line logged in a nested span (a db function's) still
+            // carries the request id of the request span above it.
+            .with_span_list(true)
+            .with_filter(filter)
+            .boxed(),
+    });
+    layers
 }
 
 fn tracer_provider(endpoint: &str, service: &str) -> anyhow::Result<SdkTracerProvider> {
@@ -234,17 +252,24 @@ pub struct RequestTrace {
     pub caller_trace_id: Option<String>,
 }
 
-/// Makes `span` (a request's) the child of the caller's trace when spans are exported, and
-/// returns the trace ids the request's log lines carry (see [`RequestTrace`]).
-pub fn adopt_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> RequestTrace {
+/// Makes `span` (a request's) the child of the caller's trace, when spans are exported.
+pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    if !tracing_enabled() {
+        return;
+    }
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
+    });
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The trace ids of the request being served (see [`RequestTrace`]): read from the current
+/// span (the request's) when spans are exported, else from the caller's headers.
+pub fn request_trace(headers: &axum::http::HeaderMap) -> RequestTrace {
     if tracing_enabled() {
-        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
-        });
-        if parent.span().span_context().is_valid() {
-            let _ = span.set_parent(parent);
-        }
-        let context = span.context();
+        let context = tracing::Span::current().context();
         let ids = context.span().span_context().clone();
         return RequestTrace {
             trace_id: ids.is_valid().then(|| ids.trace_id().to_string()),
@@ -264,10 +289,64 @@ pub fn adopt_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Req
 /// OpenTelemetry propagator, whether or not spans are exported).
 fn caller_trace_id(headers: &axum::http::HeaderMap) -> Option<String> {
     use opentelemetry::propagation::TextMapPropagator as _;
+    if !headers.contains_key("traceparent") {
+        return None;
+    }
     let context =
         TraceContextPropagator::new().extract(&opentelemetry_http::HeaderExtractor(headers));
     let ids = context.span().span_context().clone();
     ids.is_valid().then(|| ids.trace_id().to_string())
+}
+
+tokio::task_local! {
+    /// The request the current task serves (see [`in_request`]).
+    static REQUEST: RequestScope;
+}
+
+/// What a request's work finds wherever it runs in the request's task: its trace id (for
+/// `INTERNAL_SERVER_ERROR`) and its statement count. The request span could carry both, but
+/// keeping a span in tracing's registry costs on every poll of the request (its enter and
+/// exit through each layer's filter), paid even when no log line or trace records it; with
+/// these here, a request span nobody records is never made (7% of the CPU of a cheap query
+/// before, `benches/profile.py`).
+struct RequestScope {
+    trace_id: Option<String>,
+    /// The statements run so far; `None` for requests that are no GraphQL operation over
+    /// HTTP (probes, assets, WebSocket handshakes), which the metric leaves out.
+    statements: Cell<Option<u64>>,
+}
+
+/// Runs `work` as the request whose trace id is `trace_id`; with `counted`, its statements
+/// are counted and observed in `db_statements_per_request` when it is done.
+pub async fn in_request<F: Future>(trace_id: Option<String>, counted: bool, work: F) -> F::Output {
+    let scope = RequestScope {
+        trace_id,
+        statements: Cell::new(counted.then_some(0)),
+    };
+    REQUEST
+        .scope(scope, async move {
+            let output = work.await;
+            if let Some(count) = REQUEST.with(|request| request.statements.get()) {
+                crate::metrics::get().statements_per_request(count);
+            }
+            output
+        })
+        .await
+}
+
+/// Leaves the current request out of the statement count (a WebSocket handshake: the
+/// connection's operations run for as long as it lasts).
+pub fn uncounted() {
+    let _ = REQUEST.try_with(|request| request.statements.set(None));
+}
+
+/// The trace id of the request being served, for `INTERNAL_SERVER_ERROR`'s extensions (see
+/// [`request_trace`]).
+pub fn current_trace_id() -> Option<String> {
+    REQUEST
+        .try_with(|request| request.trace_id.clone())
+        .ok()
+        .flatten()
 }
 
 /// The `traceparent` of the current span, for calls taskql makes and for the response's
@@ -288,27 +367,6 @@ pub fn current_traceparent() -> Option<String> {
         )
     })
 }
-
-/// The trace id of the request being served, for `INTERNAL_SERVER_ERROR`'s extensions: what
-/// the request span recorded (see [`adopt_trace`]).
-pub fn current_trace_id() -> Option<String> {
-    let mut found = None;
-    tracing::Span::current().with_subscriber(|(id, dispatch)| {
-        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
-            return;
-        };
-        let Some(span) = registry.span(id) else {
-            return;
-        };
-        found = span
-            .scope()
-            .find_map(|span| span.extensions().get::<TraceId>().map(|t| t.0.clone()));
-    });
-    found
-}
-
-/// The trace id recorded on a request span.
-struct TraceId(String);
 
 /// One SQL statement as an OpenTelemetry span under the current one, timed by sqlx's own
 /// measurement (the event comes when the statement is done). Statements outside any traced
@@ -345,22 +403,12 @@ fn statement_span(tracer: &SdkTracer, fields: &Fields, seconds: f64) {
     span.end_with_timestamp(end);
 }
 
-/// Counts statements per request span and times each statement.
+/// Counts each request's statements and times each statement.
 struct Statements;
-
-/// The statements a request has run so far; `counted` is false for requests that are no
-/// GraphQL operations over HTTP (probes, assets, WebSocket upgrades).
-struct Count {
-    statements: u64,
-    counted: bool,
-}
 
 /// Reads the fields the statement layer needs.
 #[derive(Default)]
 struct Fields {
-    path: Option<String>,
-    websocket: bool,
-    trace_id: Option<String>,
     elapsed_secs: Option<f64>,
     acquired_after_secs: Option<f64>,
     summary: Option<String>,
@@ -370,17 +418,9 @@ struct Fields {
 impl tracing::field::Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "path" => self.path = Some(value.to_owned()),
-            "trace_id" => self.trace_id = Some(value.to_owned()),
             "summary" if tracing_enabled() => self.summary = Some(value.to_owned()),
             "db.statement" if tracing_enabled() => self.statement = Some(value.to_owned()),
             _ => {}
-        }
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        if field.name() == "websocket" {
-            self.websocket = value;
         }
     }
 
@@ -392,48 +432,14 @@ impl tracing::field::Visit for Fields {
         }
     }
 
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        // `%path` arrives as a Display value, which reaches visitors as debug.
-        if field.name() == "path" {
-            self.path = Some(format!("{value:?}"));
-        }
-    }
+    fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
 }
 
 impl<S> Layer<S> for Statements
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let mut fields = Fields::default();
-        attrs.record(&mut fields);
-        let mut extensions = span.extensions_mut();
-        extensions.insert(Count {
-            statements: 0,
-            counted: fields.path.as_deref() == Some("/graphql"),
-        });
-        if let Some(trace_id) = fields.trace_id {
-            extensions.insert(TraceId(trace_id));
-        }
-    }
-
-    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
-        let mut fields = Fields::default();
-        values.record(&mut fields);
-        let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        if fields.websocket
-            && let Some(count) = extensions.get_mut::<Count>()
-        {
-            count.counted = false;
-        }
-        if let Some(trace_id) = fields.trace_id {
-            extensions.insert(TraceId(trace_id));
-        }
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
         if event.metadata().target() == ACQUIRE_TARGET {
@@ -448,23 +454,49 @@ where
                 statement_span(tracer, &fields, seconds);
             }
         }
-        let Some(scope) = ctx.event_scope(event) else {
-            return;
-        };
-        for span in scope {
-            if let Some(count) = span.extensions_mut().get_mut::<Count>() {
-                count.statements += 1;
-                return;
+        let _ = REQUEST.try_with(|request| {
+            if let Some(count) = request.statements.get() {
+                request.statements.set(Some(count + 1));
             }
-        }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a request span and an execution span are made under `RUST_LOG` = `directives`.
+    fn spans_made(directives: &str) -> (bool, bool) {
+        let subscriber = tracing_subscriber::registry().with(layers(
+            LogFormat::Json,
+            EnvFilter::new(directives),
+            None,
+        ));
+        tracing::subscriber::with_default(subscriber, || {
+            (
+                !tracing::info_span!(target: "taskql::http", "request").is_disabled(),
+                !tracing::debug_span!(target: "taskql::graphql", "graphql.execute").is_disabled(),
+            )
+        })
     }
 
-    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        if let Some(count) = span.extensions().get::<Count>()
-            && count.counted
-        {
-            crate::metrics::get().statements_per_request(count.statements);
-        }
+    #[test]
+    fn spans_are_made_only_when_a_log_line_or_a_trace_records_them() {
+        assert_eq!(spans_made("warn"), (false, false), "nothing records them");
+        assert_eq!(spans_made("info"), (true, false), "the request's log lines");
+        assert_eq!(spans_made("debug"), (true, true));
+    }
+
+    #[tokio::test]
+    async fn a_request_counts_its_statements_and_keeps_its_trace_id() {
+        let counted = in_request(Some("abc".to_owned()), true, async {
+            assert_eq!(current_trace_id().as_deref(), Some("abc"));
+            uncounted();
+            REQUEST.with(|request| request.statements.get())
+        })
+        .await;
+        assert_eq!(counted, None, "a WebSocket handshake leaves the count");
+        assert_eq!(current_trace_id(), None, "outside any request");
     }
 }

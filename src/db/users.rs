@@ -75,7 +75,7 @@ impl SyncedUsers {
 ///
 /// One statement, so two first requests at once cannot both insert: the loser's insert
 /// becomes the conflict update (a no-op when the claims are the same).
-#[tracing::instrument(skip_all, fields(user_id = %identity.user_id))]
+#[tracing::instrument(level = "debug", skip_all, fields(user_id = %identity.user_id))]
 pub async fn sync(pool: &PgPool, synced: &SyncedUsers, identity: &Identity) -> Result<()> {
     let digest = claims_digest(identity);
     if synced.is_synced(identity, &digest) {

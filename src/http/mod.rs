@@ -155,6 +155,7 @@ pub fn router(state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(Level::INFO))
                         .on_failure(log_failure),
                 )
+                .layer(middleware::from_fn(request_scope))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(panic_response))
                 // A backstop for requests stuck outside the GraphQL deadline (a body that
@@ -266,14 +267,25 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         user_id = tracing::field::Empty,
         websocket = tracing::field::Empty,
     );
-    let trace = crate::telemetry::adopt_trace(&span, request.headers());
-    if let Some(trace_id) = trace.trace_id {
-        span.record("trace_id", trace_id);
-    }
-    if let Some(caller) = trace.caller_trace_id {
-        span.record("caller_trace_id", caller);
-    }
+    crate::telemetry::continue_trace(&span, request.headers());
     span
+}
+
+/// Runs a request in its telemetry scope (see `telemetry::in_request`): its trace ids, also
+/// recorded on the request span for its log lines, and, for a GraphQL request, its statement
+/// count. Inside the request span (to read the trace it continues) and outside the panic
+/// catcher (so a panic's 500 carries the trace id too).
+async fn request_scope(request: Request<Body>, next: Next) -> Response<Body> {
+    let trace = crate::telemetry::request_trace(request.headers());
+    let span = tracing::Span::current();
+    if let Some(trace_id) = &trace.trace_id {
+        span.record("trace_id", trace_id.as_str());
+    }
+    if let Some(caller) = &trace.caller_trace_id {
+        span.record("caller_trace_id", caller.as_str());
+    }
+    let counted = request.uri().path() == "/graphql";
+    crate::telemetry::in_request(trace.trace_id, counted, next.run(request)).await
 }
 
 /// Browser clients with credentials need an explicit origin (never `*`), the credentials

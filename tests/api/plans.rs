@@ -61,7 +61,11 @@ async fn plan(
     with_owner: bool,
 ) -> Value {
     let mut query = QueryBuilder::new("explain (format json) ");
-    db::tasks::push_list_query(&mut query, user, filter, order, page, with_owner);
+    let columns = db::tasks::Columns {
+        owner: with_owner,
+        ..db::tasks::Columns::TASK
+    };
+    db::tasks::push_list_query(&mut query, user, filter, order, page, columns);
     let plan: Value = query
         .build_query_scalar()
         .fetch_one(pool)
@@ -118,10 +122,17 @@ async fn every_common_order_is_an_index_scan_of_the_callers_rows() {
                 size: 20,
                 cursor: None,
             };
-            let rows = db::tasks::list(&pool, &user, &Filter::all(), &order, &first, false)
-                .await
-                .expect("list")
-                .rows;
+            let rows = db::tasks::list(
+                &pool,
+                &user,
+                &Filter::all(),
+                &order,
+                &first,
+                db::tasks::Columns::TASK,
+            )
+            .await
+            .expect("list")
+            .rows;
             let cursor = db::tasks::position(&rows[10], &order);
 
             for filter in [Filter::all(), Filter::Completed(false)] {

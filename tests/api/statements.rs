@@ -19,6 +19,23 @@ async fn statements_for(
     token: &str,
     query: &str,
 ) -> (usize, usize) {
+    let statements = statement_lines(server, addr, token, query).await;
+    let row_reads = statements
+        .iter()
+        .filter(|line| {
+            line.contains("select id, email, name, image, created_at, updated_at from users")
+        })
+        .count();
+    (statements.len(), row_reads)
+}
+
+/// Runs `query` and returns the log lines of the SQL statements the server ran for it.
+async fn statement_lines(
+    server: &mut Process,
+    addr: std::net::SocketAddr,
+    token: &str,
+    query: &str,
+) -> Vec<String> {
     let reply = post(addr, Some(token), query).await;
     reply.ok();
     let request_id = reply
@@ -29,18 +46,83 @@ async fn statements_for(
     server.wait_for_line(Duration::from_secs(30), |line| {
         line.contains("finished processing request") && line.contains(&request_id)
     });
-    let statements: Vec<&String> = server
+    server
         .seen
         .iter()
         .filter(|line| line.contains("\"sqlx::query\"") && line.contains(&request_id))
-        .collect();
-    let row_reads = statements
+        .cloned()
+        .collect()
+}
+
+/// A page reads a task's description and completion time only when the selection shows
+/// them, through `nodes` or `edges`, by alias or fragment; and shows them right when it does.
+#[tokio::test]
+async fn a_page_reads_only_the_columns_its_selection_shows() {
+    let db = TestDb::create().await;
+    let (mut server, addr) = Process::serve(&db, &[("RUST_LOG", "info,sqlx::query=debug")]);
+    let token = keys::hs256_token(TEST_SECRET, &keys::claims("alice"));
+    let created = addr
+        .create_task_from(
+            &token,
+            json!({ "title": "with notes", "description": "the notes" }),
+        )
+        .await;
+    let id = created["id"].as_str().expect("id");
+    let done = post(
+        addr,
+        Some(&token),
+        &format!("mutation {{ setTasksCompleted(ids: [\"{id}\"], completed: true) {{ id completedAt }} }}"),
+    )
+    .await;
+    let completed_at = done.ok()["setTasksCompleted"][0]["completedAt"].clone();
+    assert!(completed_at.is_string(), "{completed_at}");
+
+    let lean = statement_lines(
+        &mut server,
+        addr,
+        &token,
+        "{ tasks { nodes { id title } } }",
+    )
+    .await;
+    let page = lean
         .iter()
-        .filter(|line| {
-            line.contains("select id, email, name, image, created_at, updated_at from users")
-        })
-        .count();
-    (statements.len(), row_reads)
+        .find(|line| line.contains("from tasks"))
+        .expect("the page");
+    assert!(page.contains("null::text as description"), "{page}");
+    assert!(page.contains("null::timestamptz as completed_at"), "{page}");
+
+    for document in [
+        "{ tasks { nodes { description completedAt } } }",
+        "{ tasks { edges { node { ...Notes } } } } fragment Notes on Task { description completedAt }",
+        "{ tasks { nodes { ... on Task { notes: description, done: completedAt } } } }",
+    ] {
+        let lines = statement_lines(&mut server, addr, &token, document).await;
+        let page = lines
+            .iter()
+            .find(|line| line.contains("from tasks"))
+            .expect("the page");
+        assert!(
+            !page.contains("as description") && !page.contains("as completed_at"),
+            "{document}: {page}"
+        );
+        let reply = post(addr, Some(&token), document).await;
+        let tasks = &reply.ok()["tasks"];
+        let task = if tasks["nodes"].is_array() {
+            &tasks["nodes"][0]
+        } else {
+            &tasks["edges"][0]["node"]
+        };
+        let (description, at) = if task.get("notes").is_some() {
+            (&task["notes"], &task["done"])
+        } else {
+            (&task["description"], &task["completedAt"])
+        };
+        assert_eq!(
+            (description, at),
+            (&json!("the notes"), &completed_at),
+            "{document}"
+        );
+    }
 }
 
 #[tokio::test]

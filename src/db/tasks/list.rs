@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{COLUMNS, Task, filter::push_filter};
+use super::{Task, filter::push_filter};
 use crate::{
     auth::UserId,
     db::users::User,
@@ -45,20 +45,43 @@ const OWNER_COLUMNS: [(&str, &str); 5] = [
     ("updated_at", "owner_updated_at"),
 ];
 
-/// A page of the caller's tasks matching `filter` in `order`. With `with_owner`, the same
-/// statement also reads the caller's row (every task's owner), so a page with its owners is
-/// one round trip.
+/// What a page reads beyond the columns every page needs (the id, the owner's id, and every
+/// column a sort key or a cursor can name): only what the selection shows, so a page of
+/// titles does not carry descriptions from the database and decode them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    /// The caller's row (every task's owner), read by the same statement, so a page with its
+    /// owners is one round trip.
+    pub owner: bool,
+    /// `description`; left out, it reads as null.
+    pub description: bool,
+    /// `completed_at`; left out, it reads as null.
+    pub completed_at: bool,
+}
+
+impl Columns {
+    /// Every column of a task, without its owner.
+    pub const TASK: Self = Self {
+        owner: false,
+        description: true,
+        completed_at: true,
+    };
+}
+
+/// A page of the caller's tasks matching `filter` in `order`, reading `columns`. A column
+/// left out reads as null in the rows: they are for showing what was selected, not for
+/// anything else.
 pub async fn list(
     executor: impl PgExecutor<'_>,
     user: &UserId,
     filter: &Filter,
     order: &Order,
     page: &PageRequest,
-    with_owner: bool,
+    columns: Columns,
 ) -> Result<Page> {
     let mut query = QueryBuilder::new("");
-    push_list_query(&mut query, user, filter, order, page, with_owner);
-    let (mut rows, owner) = if with_owner {
+    push_list_query(&mut query, user, filter, order, page, columns);
+    let (mut rows, owner) = if columns.owner {
         let rows: Vec<TaskWithOwner> = query.build_query_as().fetch_all(executor).await?;
         let owner = rows.first().and_then(|row| {
             Some(User {
@@ -92,11 +115,25 @@ pub fn push_list_query(
     filter: &Filter,
     order: &Order,
     page: &PageRequest,
-    with_owner: bool,
+    columns: Columns,
 ) {
     let backward = page.direction == Direction::Backward;
-    query.push(format_args!("select {COLUMNS}"));
-    if with_owner {
+    // The row's columns in `Task`'s order; one left out is a typed null of the same name.
+    let description = if columns.description {
+        "description"
+    } else {
+        "null::text as description"
+    };
+    let completed_at = if columns.completed_at {
+        "completed_at"
+    } else {
+        "null::timestamptz as completed_at"
+    };
+    query.push(format_args!(
+        "select id, user_id, title, {description}, completed, priority, due_at, {completed_at}, \
+         created_at, updated_at"
+    ));
+    if columns.owner {
         // The caller's row beside each task, as uncorrelated subqueries: PostgreSQL runs each
         // once per statement (an InitPlan, a primary-key lookup) whatever the page size, and
         // the page's own plan stays the index scan it is without them.

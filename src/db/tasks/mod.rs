@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 pub use filter::matching;
 pub use idempotent::create;
-pub use list::{Page, exists_before, list, position, push_list_query};
+pub use list::{Columns, Page, exists_before, list, position, push_list_query};
 pub use write::{delete, delete_many, insert, set_completed, update};
 
 use crate::{auth::UserId, domain::query::Filter, error::Result};

@@ -192,14 +192,15 @@ impl TaskConnection {
 }
 
 /// What of a page the client selected, so that nothing unasked is read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Wanted {
     /// `version`: the caller's feed version, read before the page.
     pub version: bool,
     /// `edges`, `nodes` or `pageInfo`: the page itself.
     pub rows: bool,
-    /// Some row's `owner`: the caller's row, read with the page.
-    pub owners: bool,
+    /// The columns the page's tasks show; with some row's `owner`, the caller's row, read
+    /// with the page.
+    pub columns: db::tasks::Columns,
     /// `pageInfo.hasPreviousPage`.
     pub has_previous: bool,
     /// `pageInfo.hasNextPage`.
@@ -219,7 +220,7 @@ async fn read_page(
         &args.filter,
         &args.order,
         &args.page,
-        wanted.owners,
+        wanted.columns,
     )
     .await?;
     if let Some(owner) = owner {

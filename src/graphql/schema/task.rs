@@ -171,11 +171,17 @@ pub async fn list(
     // A client asking only for totalCount gets the count without the page being read.
     let look = ctx.look_ahead();
     let page_info = look.field("pageInfo");
+    let (nodes, edge_nodes) = (look.field("nodes"), look.field("edges").field("node"));
+    // A field of the page's tasks, through `nodes` or `edges.node` (fragments included).
+    let shown = |field: &str| nodes.field(field).exists() || edge_nodes.field(field).exists();
     let wanted = Wanted {
         version: look.field("version").exists(),
-        rows: look.field("edges").exists() || look.field("nodes").exists() || page_info.exists(),
-        owners: look.field("nodes").field("owner").exists()
-            || look.field("edges").field("node").field("owner").exists(),
+        rows: look.field("edges").exists() || nodes.exists() || page_info.exists(),
+        columns: db::tasks::Columns {
+            owner: shown("owner"),
+            description: shown("description"),
+            completed_at: shown("completedAt"),
+        },
         has_previous: page_info.field("hasPreviousPage").exists(),
         has_next: page_info.field("hasNextPage").exists(),
     };

@@ -105,6 +105,7 @@ pub async fn upgrade(
 ) -> Response {
     // Not a request that runs statements of its own: the statement count skips it.
     tracing::Span::current().record("websocket", true);
+    crate::telemetry::uncounted();
     // Browsers send every page's WebSockets, whatever its origin, with no CORS check of
     // their own: a page elsewhere could recruit its visitors to hold connections here.
     if !origin_allowed(&state, headers) {
@@ -161,9 +162,12 @@ pub async fn upgrade(
     let tracker = state.sockets.tracker.clone();
     // The connection's log lines stay in the request span of its handshake.
     let span = tracing::Span::current();
+    // The connection runs in a task of its own, outside the handshake's request: it keeps the
+    // handshake's trace id; its statements are not one request's.
+    let trace_id = crate::telemetry::current_trace_id();
     upgrade.on_upgrade(move |mut socket| {
         tracker.track_future(
-            async move {
+            crate::telemetry::in_request(trace_id, false, async move {
                 let Some(protocol) = protocol else {
                     connection::send_close(&mut socket, protocol::Close::subprotocol()).await;
                     return;
@@ -172,7 +176,7 @@ pub async fn upgrade(
                 Connection::new(state, protocol, address_key, places)
                     .run(socket)
                     .await;
-            }
+            })
             .instrument(span),
         )
     })
