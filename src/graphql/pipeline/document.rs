@@ -8,9 +8,10 @@ use std::collections::HashSet;
 
 use async_graphql::{
     Positioned, ServerError,
+    indexmap::IndexMap,
     parser::types::{
-        DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
-        SelectionSet, Type, VariableDefinition,
+        Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition,
+        OperationType, Selection, SelectionSet, Type, VariableDefinition,
     },
 };
 use async_graphql_value::Value;
@@ -75,6 +76,62 @@ pub(crate) fn selection_sets(doc: &ExecutableDocument) -> impl Iterator<Item = &
         .iter()
         .map(|(_, op)| &op.node.selection_set.node)
         .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+}
+
+/// Fields of merged selection sets by response key, in document order.
+pub(crate) type Grouped<'a> = IndexMap<&'a str, Vec<&'a Positioned<Field>>>;
+
+/// The spec's CollectFields, the one taskql has: the fields of `set` by response key, in
+/// document order, through inline fragments and fragment spreads (each fragment once per
+/// `visited`), keeping only the selections `included` admits by their directives. The
+/// overlap rule admits every selection (it holds whatever the variables); the null rules
+/// apply `@skip` and `@include` with the request's variables, as execution does. Type
+/// conditions are not checked: every type taskql's selections reach is an object type, so a
+/// fragment that passed validation always applies.
+pub(crate) fn collect_fields<'a>(
+    doc: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    included: &impl Fn(&[Positioned<Directive>]) -> bool,
+    into: &mut Grouped<'a>,
+    visited: &mut HashSet<&'a str>,
+) {
+    for item in &set.items {
+        match &item.node {
+            Selection::Field(field) => {
+                if included(&field.node.directives) {
+                    into.entry(field.node.response_key().node.as_str())
+                        .or_default()
+                        .push(field);
+                }
+            }
+            Selection::InlineFragment(fragment) => {
+                if included(&fragment.node.directives) {
+                    collect_fields(
+                        doc,
+                        &fragment.node.selection_set.node,
+                        included,
+                        into,
+                        visited,
+                    );
+                }
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                if included(&spread.node.directives)
+                    && visited.insert(name)
+                    && let Some(fragment) = doc.fragments.get(name)
+                {
+                    collect_fields(
+                        doc,
+                        &fragment.node.selection_set.node,
+                        included,
+                        into,
+                        visited,
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Visits every field of a selection set, nested ones included (fragment spreads are not
@@ -291,6 +348,55 @@ mod tests {
 
     fn variables(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
         serde_json::from_value(value).expect("an object")
+    }
+
+    /// Response keys and, for each, the names of the fields merged under it.
+    fn grouped(text: &str, skip_all_directives: bool) -> Vec<(String, Vec<String>)> {
+        let document = doc(text);
+        let set = selection_sets(&document).next().expect("an operation");
+        let mut into = Grouped::new();
+        let included =
+            |directives: &[Positioned<Directive>]| !skip_all_directives || directives.is_empty();
+        collect_fields(&document, set, &included, &mut into, &mut HashSet::new());
+        into.into_iter()
+            .map(|(key, fields)| {
+                let names = fields
+                    .iter()
+                    .map(|f| f.node.name.node.to_string())
+                    .collect();
+                (key.to_owned(), names)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn collect_fields_merges_by_response_key_through_fragments_in_order() {
+        let text = "query { a: me { id } ...F ... on Query { apiVersion, a: me { name } } ...F \
+                    apiVersion @skip(if: true) } \
+                    fragment F on Query { me { id } ...G } fragment G on Query { a: apiVersion }";
+        assert_eq!(
+            grouped(text, false),
+            vec![
+                (
+                    "a".to_owned(),
+                    vec!["me".into(), "apiVersion".into(), "me".into()]
+                ),
+                ("me".to_owned(), vec!["me".into()]),
+                (
+                    "apiVersion".to_owned(),
+                    vec!["apiVersion".into(), "apiVersion".into()]
+                ),
+            ],
+            "each fragment once, however often spread; aliases merge under their key"
+        );
+        assert_eq!(
+            grouped(
+                "{ me @skip(if: true) { id } ... @include(if: false) { apiVersion } ...F } fragment F on Query { a: me { id } }",
+                true
+            ),
+            vec![("a".to_owned(), vec!["me".into()])],
+            "a selection the predicate refuses is left out, fragments and all"
+        );
     }
 
     #[test]

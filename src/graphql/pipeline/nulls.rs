@@ -30,7 +30,10 @@ use async_graphql::{
 use async_graphql_value::{ConstValue, Value};
 use serde_json::{Map, Value as Json};
 
-use super::shape::{self, Shape};
+use super::{
+    document,
+    shape::{self, Shape},
+};
 
 /// The response key of the hidden `__typename`: `__` names are reserved by the spec, so no
 /// client document uses it.
@@ -142,20 +145,21 @@ impl<'a> Completion<'a> {
             return true;
         };
         let mut old = std::mem::take(map);
-        let mut grouped: IndexMap<&'a str, Vec<&'a Field>> = IndexMap::new();
+        let mut grouped = document::Grouped::new();
         let mut visited = HashSet::new();
+        let included = |directives: &[Positioned<Directive>]| self.included(directives);
         for set in sets {
-            self.collect(set, &mut grouped, &mut visited);
+            document::collect_fields(self.doc, set, &included, &mut grouped, &mut visited);
         }
         for (key, fields) in grouped {
             if key == PRESENT {
                 continue;
             }
-            let name = fields[0].name.node.as_str();
+            let name = fields[0].node.name.node.as_str();
             let mut item = old.swap_remove(key).unwrap_or(ConstValue::Null);
             if let Some(definition) = self.shape.field(ty, name) {
                 let children: Vec<&'a SelectionSet> =
-                    fields.iter().map(|f| &f.selection_set.node).collect();
+                    fields.iter().map(|f| &f.node.selection_set.node).collect();
                 path.push(PathSegment::Field(key.to_owned()));
                 self.value(&definition.ty, &children, &mut item, path);
                 path.pop();
@@ -199,42 +203,6 @@ impl<'a> Completion<'a> {
                 }
             }
             BaseType::Named(_) => {}
-        }
-    }
-
-    /// The spec's CollectFields: the fields of `set` by response key, in order, with
-    /// `@skip`/`@include` applied and fragments expanded. Every type here is an object type,
-    /// so a fragment that passed validation always applies.
-    fn collect(
-        &self,
-        set: &'a SelectionSet,
-        into: &mut IndexMap<&'a str, Vec<&'a Field>>,
-        visited: &mut HashSet<&'a str>,
-    ) {
-        for item in &set.items {
-            match &item.node {
-                Selection::Field(field) => {
-                    if self.included(&field.node.directives) {
-                        into.entry(field.node.response_key().node.as_str())
-                            .or_default()
-                            .push(&field.node);
-                    }
-                }
-                Selection::InlineFragment(fragment) => {
-                    if self.included(&fragment.node.directives) {
-                        self.collect(&fragment.node.selection_set.node, into, visited);
-                    }
-                }
-                Selection::FragmentSpread(spread) => {
-                    let name = spread.node.fragment_name.node.as_str();
-                    if self.included(&spread.node.directives)
-                        && visited.insert(name)
-                        && let Some(fragment) = self.doc.fragments.get(name)
-                    {
-                        self.collect(&fragment.node.selection_set.node, into, visited);
-                    }
-                }
-            }
         }
     }
 

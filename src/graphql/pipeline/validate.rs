@@ -31,7 +31,10 @@ use async_graphql::{
 use async_graphql_value::Value;
 use serde_json::{Map, Value as Json};
 
-use super::shape::{self, Shape};
+use super::{
+    document,
+    shape::{self, Shape},
+};
 use crate::graphql::{
     error::{ErrorCode, server_error},
     schema::scalars::parse_time,
@@ -204,10 +207,10 @@ fn check_field(shape: &Shape, ty: &str, field: &Positioned<Field>, errors: &mut 
 /// Fields that share a response key in the (merged) selection sets `sets` must be the same
 /// field with the same arguments; their sub-selections are merged and checked in turn.
 fn check_overlaps(doc: &ExecutableDocument, sets: &[&SelectionSet], errors: &mut Vec<ServerError>) {
-    let mut by_key: Vec<(&str, Vec<&Positioned<Field>>)> = Vec::new();
+    let mut by_key = document::Grouped::new();
     let mut visited = std::collections::HashSet::new();
     for set in sets {
-        collect(doc, set, &mut by_key, &mut visited);
+        document::collect_fields(doc, set, &|_| true, &mut by_key, &mut visited);
     }
     for (key, fields) in by_key {
         let first = fields[0];
@@ -239,37 +242,6 @@ fn check_overlaps(doc: &ExecutableDocument, sets: &[&SelectionSet], errors: &mut
             .collect();
         if !children.is_empty() {
             check_overlaps(doc, &children, errors);
-        }
-    }
-}
-
-/// The fields of `set` by response key, in order, through inline fragments and spreads.
-fn collect<'a>(
-    doc: &'a ExecutableDocument,
-    set: &'a SelectionSet,
-    by_key: &mut Vec<(&'a str, Vec<&'a Positioned<Field>>)>,
-    visited: &mut std::collections::HashSet<&'a str>,
-) {
-    for item in &set.items {
-        match &item.node {
-            Selection::Field(field) => {
-                let key = field.node.response_key().node.as_str();
-                match by_key.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, fields)) => fields.push(field),
-                    None => by_key.push((key, vec![field])),
-                }
-            }
-            Selection::InlineFragment(fragment) => {
-                collect(doc, &fragment.node.selection_set.node, by_key, visited);
-            }
-            Selection::FragmentSpread(spread) => {
-                let name = spread.node.fragment_name.node.as_str();
-                if visited.insert(name)
-                    && let Some(fragment) = doc.fragments.get(name)
-                {
-                    collect(doc, &fragment.node.selection_set.node, by_key, visited);
-                }
-            }
         }
     }
 }
