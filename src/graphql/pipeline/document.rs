@@ -96,40 +96,31 @@ pub(crate) fn collect_fields<'a>(
     visited: &mut HashSet<&'a str>,
 ) {
     for item in &set.items {
-        match &item.node {
+        let nested = match &item.node {
             Selection::Field(field) => {
                 if included(&field.node.directives) {
                     into.entry(field.node.response_key().node.as_str())
                         .or_default()
                         .push(field);
                 }
+                continue;
             }
             Selection::InlineFragment(fragment) => {
-                if included(&fragment.node.directives) {
-                    collect_fields(
-                        doc,
-                        &fragment.node.selection_set.node,
-                        included,
-                        into,
-                        visited,
-                    );
-                }
+                included(&fragment.node.directives).then_some(&fragment.node.selection_set.node)
             }
             Selection::FragmentSpread(spread) => {
                 let name = spread.node.fragment_name.node.as_str();
-                if included(&spread.node.directives)
-                    && visited.insert(name)
-                    && let Some(fragment) = doc.fragments.get(name)
-                {
-                    collect_fields(
-                        doc,
-                        &fragment.node.selection_set.node,
-                        included,
-                        into,
-                        visited,
-                    );
+                if included(&spread.node.directives) && visited.insert(name) {
+                    doc.fragments
+                        .get(name)
+                        .map(|fragment| &fragment.node.selection_set.node)
+                } else {
+                    None
                 }
             }
+        };
+        if let Some(nested) = nested {
+            collect_fields(doc, nested, included, into, visited);
         }
     }
 }
