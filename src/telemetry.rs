@@ -39,7 +39,6 @@ use tracing::{Level, Subscriber, field::Field};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{
     EnvFilter, Layer, Registry, filter::filter_fn, fmt, layer::Context, prelude::*,
-    registry::LookupSpan,
 };
 
 /// The logs' and traces' settings.
@@ -435,10 +434,8 @@ impl tracing::field::Visit for Fields {
     fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
 }
 
-impl<S> Layer<S> for Statements
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
+// No span lookups: the count lives in the request's task-local scope.
+impl<S: Subscriber> Layer<S> for Statements {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);

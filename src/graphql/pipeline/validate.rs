@@ -108,7 +108,7 @@ pub fn check_variables(
 /// other directive is executable here. async-graphql would report an unknown argument of a
 /// directive with "Did you mean", whether suggestions are switched off or not.
 fn check_directives(doc: &ExecutableDocument, errors: &mut Vec<ServerError>) {
-    let mut pending: Vec<&SelectionSet> = super::document::selection_sets(doc).collect();
+    let mut pending: Vec<&SelectionSet> = document::selection_sets(doc).collect();
     while let Some(set) = pending.pop() {
         for item in &set.items {
             let directives = match &item.node {
